@@ -1,0 +1,189 @@
+//! Single flight: at most one origin call per key at a time on this instance.
+//!
+//! The first request to miss a key becomes the *leader* and holds a
+//! [`FlightGuard`]; later requests for the key become *waiters* and await the
+//! flight's [`Outcome`]. The guard reports exactly one outcome:
+//!
+//! * `Shared(entry)`: the response was storable; waiters answer from it after
+//!   checking it against the tag stamps and their own `Vary` values, so a
+//!   waiter never takes a response an invalidation has since overtaken.
+//! * `NotShareable`: the response must not be handed to anyone else
+//!   (private, `Set-Cookie`, a status not stored, too large...): each waiter
+//!   calls the origin itself, like Varnish's hit-for-miss.
+//! * `Abandoned`: the leader was cancelled, panicked, or its body failed.
+//!   Reported from `Drop`, so it cannot be forgotten; waiters race to lead
+//!   anew and exactly one wins.
+//!
+//! A flight that produced `Shared` stays in the table until the store has
+//! the entry, so a request arriving in between takes the flight's response
+//! instead of missing in the store and calling the origin a second time.
+
+use std::sync::Arc;
+
+use dashmap::mapref::entry::Entry as MapEntry;
+use dashmap::DashMap;
+use tokio::sync::watch;
+
+use crate::entry::{Entry, KeyHash};
+
+/// How a flight ended.
+#[derive(Clone, Debug)]
+pub(crate) enum Outcome {
+    Shared(Arc<Entry>),
+    NotShareable,
+    Abandoned,
+}
+
+pub(crate) struct Flight {
+    outcome: watch::Sender<Option<Outcome>>,
+}
+
+impl Flight {
+    fn new() -> Arc<Self> {
+        Arc::new(Flight {
+            outcome: watch::Sender::new(None),
+        })
+    }
+
+    /// Waits for the flight's outcome.
+    pub(crate) async fn outcome(&self) -> Outcome {
+        let mut rx = self.outcome.subscribe();
+        let result = rx.wait_for(Option::is_some).await;
+        match result {
+            Ok(outcome) => outcome.clone().unwrap_or(Outcome::Abandoned),
+            // The sender lives inside the flight we hold, so it cannot be
+            // dropped while we wait; treat the impossible as abandonment.
+            Err(_) => Outcome::Abandoned,
+        }
+    }
+
+    fn is_shared(&self) -> bool {
+        matches!(*self.outcome.borrow(), Some(Outcome::Shared(_)))
+    }
+}
+
+/// The flights in progress, by key.
+#[derive(Default)]
+pub(crate) struct Coalescer {
+    flights: DashMap<KeyHash, Arc<Flight>>,
+}
+
+pub(crate) enum Role {
+    Leader(FlightGuard),
+    Waiter(Arc<Flight>),
+}
+
+impl Coalescer {
+    /// Leads a new flight for `key`, or waits on the one in progress.
+    pub(crate) fn join(self: &Arc<Self>, key: KeyHash) -> Role {
+        match self.flights.entry(key) {
+            MapEntry::Occupied(occupied) => Role::Waiter(occupied.get().clone()),
+            MapEntry::Vacant(vacant) => {
+                let flight = Flight::new();
+                vacant.insert(flight.clone());
+                Role::Leader(FlightGuard {
+                    coalescer: self.clone(),
+                    key,
+                    flight,
+                    reported: false,
+                })
+            }
+        }
+    }
+
+    /// Removes `flight` from the table if it is still the one for `key`:
+    /// used by a waiter that found the flight's shared response invalidated,
+    /// so the next request leads a fresh flight instead of joining it.
+    pub(crate) fn retire(&self, key: KeyHash, flight: &Arc<Flight>) {
+        self.flights.remove_if(&key, |_, current| {
+            Arc::ptr_eq(current, flight) && current.is_shared()
+        });
+    }
+
+    /// Number of flights in the table (for tests).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.flights.len()
+    }
+
+    fn remove(&self, key: KeyHash, flight: &Arc<Flight>) {
+        self.flights
+            .remove_if(&key, |_, current| Arc::ptr_eq(current, flight));
+    }
+}
+
+/// The leader's duty to report an outcome. Dropping it unreported reports
+/// `Abandoned`; dropping it after `share` takes the flight out of the table.
+pub(crate) struct FlightGuard {
+    coalescer: Arc<Coalescer>,
+    key: KeyHash,
+    flight: Arc<Flight>,
+    reported: bool,
+}
+
+impl FlightGuard {
+    /// Hands the entry to the waiters. Keep the guard until the entry is in
+    /// the store, then drop it.
+    pub(crate) fn share(&mut self, entry: Arc<Entry>) {
+        self.reported = true;
+        self.flight
+            .outcome
+            .send_replace(Some(Outcome::Shared(entry)));
+    }
+
+    /// Tells the waiters to call the origin themselves.
+    pub(crate) fn not_shareable(mut self) {
+        self.reported = true;
+        self.coalescer.remove(self.key, &self.flight);
+        self.flight
+            .outcome
+            .send_replace(Some(Outcome::NotShareable));
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        // Leave the table first, so that a waiter woken by `Abandoned` and
+        // joining again finds the slot free and can lead.
+        self.coalescer.remove(self.key, &self.flight);
+        if !self.reported {
+            self.flight.outcome.send_replace(Some(Outcome::Abandoned));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_leader_then_waiters_get_the_outcome() {
+        let coalescer = Arc::new(Coalescer::default());
+        let key = KeyHash(1);
+        let Role::Leader(guard) = coalescer.join(key) else {
+            panic!("first must lead")
+        };
+        let Role::Waiter(flight) = coalescer.join(key) else {
+            panic!("second must wait")
+        };
+        let waiting = tokio::spawn(async move { flight.outcome().await });
+        guard.not_shareable();
+        assert!(matches!(waiting.await.unwrap(), Outcome::NotShareable));
+        assert_eq!(coalescer.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn dropped_leader_reports_abandoned_and_frees_the_slot() {
+        let coalescer = Arc::new(Coalescer::default());
+        let key = KeyHash(2);
+        let Role::Leader(guard) = coalescer.join(key) else {
+            panic!()
+        };
+        let Role::Waiter(flight) = coalescer.join(key) else {
+            panic!()
+        };
+        drop(guard);
+        assert!(matches!(flight.outcome().await, Outcome::Abandoned));
+        assert!(matches!(coalescer.join(key), Role::Leader(_)));
+    }
+}

@@ -1,0 +1,125 @@
+//! The stored response and the key it is stored under.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::stamp::Stamp;
+
+/// A tag: a name for a piece of data a response depends on (`teacher:7`).
+pub type Tag = Box<str>;
+
+/// The fixed-length identity of a stored response: a 128-bit hash of the
+/// route, the user key, the identity (for per-user routes) and the values of
+/// the request headers the route varies on.
+///
+/// Stores index by this hash so a hostile URL cannot create a huge store key;
+/// the readable key is kept inside the [`Entry`] and compared on every hit,
+/// so even a hash collision cannot serve one key's response for another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyHash(pub u128);
+
+impl KeyHash {
+    /// Hex rendering, 32 characters (used by stores that need a string key).
+    pub fn to_hex(self) -> String {
+        format!("{:032x}", self.0)
+    }
+}
+
+/// Builds a [`KeyHash`] without allocating: every part is length-prefixed so
+/// that `("ab", "c")` and `("a", "bc")` never hash alike.
+#[derive(Default)]
+pub(crate) struct KeyHasher(Xxh3);
+
+impl KeyHasher {
+    pub(crate) fn part(&mut self, bytes: &[u8]) -> &mut Self {
+        self.0.update(&(bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+        self
+    }
+
+    pub(crate) fn absent(&mut self) -> &mut Self {
+        self.0.update(&u64::MAX.to_le_bytes());
+        self
+    }
+
+    pub(crate) fn finish(&self) -> KeyHash {
+        KeyHash(self.0.digest128())
+    }
+}
+
+/// One stored response and everything needed to decide whether it may answer
+/// a request.
+///
+/// Entries are immutable and shared as `Arc<Entry>`: a hit clones the `Bytes`
+/// body (a reference count, not a copy) and the prebuilt header map.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// The route (metrics name) that stored it.
+    pub route: Box<str>,
+    /// The readable key returned by the route's key function.
+    pub key: Box<str>,
+    /// The identity named by a per-user route's key, if any.
+    pub identity: Option<Box<str>>,
+    /// Response status.
+    pub status: StatusCode,
+    /// Response headers as the origin sent them (order and repeats kept).
+    pub headers: HeaderMap,
+    /// Response body.
+    pub body: Bytes,
+    /// Tags the response depends on, including the implicit key tag.
+    pub tags: Box<[Tag]>,
+    /// For each header named by the response's `Vary`, the request value the
+    /// response was produced for.
+    pub vary: Box<[(HeaderName, Option<HeaderValue>)]>,
+    /// Stamp taken before the origin call started.
+    pub fill_stamp: Stamp,
+    /// When the response was stored, microseconds since the Unix epoch.
+    pub stored_at_micros: u64,
+    /// How long the entry is fresh after `stored_at_micros`.
+    pub ttl: Duration,
+    /// How long after expiry it may be served while one refresh runs.
+    pub stale_while_revalidate: Duration,
+    /// How long after expiry it may be served when the origin fails.
+    pub stale_if_error: Duration,
+}
+
+impl Entry {
+    /// Wall time (µs) at which the entry stops being fresh.
+    pub fn fresh_until_micros(&self) -> u64 {
+        self.stored_at_micros
+            .saturating_add(self.ttl.as_micros() as u64)
+    }
+
+    /// How long the store must keep the entry after storing it: its TTL
+    /// plus the longer of its stale windows.
+    pub fn retention(&self) -> Duration {
+        self.ttl + self.stale_while_revalidate.max(self.stale_if_error)
+    }
+
+    /// Approximate memory cost in bytes, for byte-bounded stores.
+    pub fn weight(&self) -> u64 {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 32)
+            .sum();
+        let tags: usize = self.tags.iter().map(|t| t.len() + 16).sum();
+        let vary: usize = self
+            .vary
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.as_ref().map_or(0, |v| v.len()) + 32)
+            .sum();
+        (std::mem::size_of::<Self>()
+            + self.route.len()
+            + self.key.len()
+            + self.identity.as_ref().map_or(0, |i| i.len())
+            + headers
+            + self.body.len()
+            + tags
+            + vary
+            + 64) as u64
+    }
+}

@@ -1,0 +1,66 @@
+//! Building responses from entries and decorating passed-through ones.
+
+use http::header::AGE;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+
+use super::body::CacheBody;
+use crate::entry::Entry;
+use crate::semantics::cache_status::CacheStatus;
+use crate::semantics::conditional::{if_none_match_hits, NOT_MODIFIED_HEADERS};
+
+/// The `Cache-Status` header (RFC 9211).
+pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// Whole seconds between `from` and `to` (µs), rounding towards zero.
+pub(crate) fn seconds_between(from: u64, to: u64) -> i64 {
+    (to as i64 - from as i64) / 1_000_000
+}
+
+/// `Cache-Status` of a fresh hit: `<name>; hit; ttl=<remaining>`.
+pub(crate) fn hit_status(name: &str, entry: &Entry, now: u64) -> HeaderValue {
+    CacheStatus::new(name)
+        .hit()
+        .ttl(seconds_between(now, entry.fresh_until_micros()))
+        .finish()
+}
+
+/// Answers a request from an entry: the stored status, headers and body, or
+/// a 304 when `If-None-Match` matches, or no body for HEAD; plus `Age` and
+/// `Cache-Status`.
+pub(crate) fn from_entry<B>(
+    entry: &Entry,
+    request: &HeaderMap,
+    head_only: bool,
+    now: u64,
+    cache_status: HeaderValue,
+) -> Response<CacheBody<B>> {
+    let (status, mut headers, body) = if if_none_match_hits(request, &entry.headers) {
+        let mut headers = HeaderMap::new();
+        for name in NOT_MODIFIED_HEADERS {
+            for value in entry.headers.get_all(&name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        (StatusCode::NOT_MODIFIED, headers, CacheBody::empty())
+    } else {
+        let body = if head_only {
+            CacheBody::empty()
+        } else {
+            CacheBody::full(entry.body.clone())
+        };
+        (entry.status, entry.headers.clone(), body)
+    };
+    let age = now.saturating_sub(entry.stored_at_micros) / 1_000_000;
+    headers.insert(AGE, HeaderValue::from(age));
+    headers.append(CACHE_STATUS, cache_status);
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// Adds our `Cache-Status` to a response from the origin.
+pub(crate) fn with_status<B>(mut response: Response<B>, cache_status: HeaderValue) -> Response<B> {
+    response.headers_mut().append(CACHE_STATUS, cache_status);
+    response
+}

@@ -1,0 +1,425 @@
+//! [`CacheService`]: the middleware of one cached route.
+
+use std::future::poll_fn;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, COOKIE};
+use http::{Method, Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use super::body::CacheBody;
+use super::fill::Forward;
+use super::future::ResponseFuture;
+use super::policy::{request_wants_origin, within_stale_window, MissKind, RoutePolicy, Verdict};
+use super::respond;
+use crate::cache::Cache;
+use crate::coalesce::{Outcome, Role};
+use crate::entry::Entry;
+use crate::metrics::StoreOp;
+use crate::semantics::cache_status::CacheStatus;
+use crate::semantics::{BypassReason, NotStoredReason};
+use crate::stamp::now_micros;
+use crate::store::{StoreFuture, StoreResult};
+
+/// A waiter that keeps finding its flight abandoned or overtaken by an
+/// invalidation goes to the origin on its own after this many tries.
+const MAX_JOINS: usize = 3;
+
+pub(crate) struct Shared {
+    pub(crate) cache: Cache,
+    pub(crate) policy: RoutePolicy,
+}
+
+/// The middleware made by [`CacheLayer`](crate::CacheLayer).
+pub struct CacheService<S> {
+    pub(crate) inner: S,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl<S: Clone> Clone for CacheService<S> {
+    fn clone(&self) -> Self {
+        CacheService {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for CacheService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheService")
+            .field("route", &self.shared.policy.route)
+            .finish()
+    }
+}
+
+/// The lookup's outcome, when the layer had to go asynchronous.
+enum Lookup {
+    Pending(StoreFuture<Option<Arc<Entry>>>, Instant),
+    Done(Verdict),
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for CacheService<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqB: Send + 'static,
+    ResB: Body<Data = Bytes> + Send + 'static,
+{
+    type Response = Response<CacheBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResB, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        let policy = &self.shared.policy;
+        let head_only = request.method() == Method::HEAD;
+        if !head_only && request.method() != Method::GET {
+            return self.bypass(request, BypassReason::Method);
+        }
+        if policy.identity.is_none() {
+            // A shared entry must never answer for a credential it did not
+            // see; routes opt in by naming the identity in the key.
+            if request.headers().contains_key(AUTHORIZATION) {
+                return self.bypass(request, BypassReason::Authorization);
+            }
+            if request.headers().contains_key(COOKIE) {
+                return self.bypass(request, BypassReason::Cookie);
+            }
+        }
+        let (parts, body) = request.into_parts();
+        let identity = match &policy.identity {
+            None => None,
+            Some(identity_of) => match identity_of(&parts) {
+                Some(identity) => Some(identity),
+                None => {
+                    return self.bypass(Request::from_parts(parts, body), BypassReason::NoIdentity)
+                }
+            },
+        };
+        let Some(key) = policy.key_of(&parts) else {
+            return self.bypass(Request::from_parts(parts, body), BypassReason::NoKey);
+        };
+        if key.len() > policy.max_key_bytes {
+            drop(key);
+            return self.bypass(Request::from_parts(parts, body), BypassReason::KeyTooLong);
+        }
+        let hash = policy.hash(&key, identity.as_deref(), &parts.headers);
+
+        let lookup = if policy.honor_request_no_cache && request_wants_origin(&parts.headers) {
+            Lookup::Done(Verdict::Miss(MissKind::Request))
+        } else {
+            let store = self.shared.cache.store();
+            let started = Instant::now();
+            match store.get(hash).now_or_later() {
+                Ok(found) => {
+                    policy
+                        .metrics
+                        .store_latency(StoreOp::Get, started.elapsed());
+                    let now = now_micros();
+                    let verdict = match found {
+                        Ok(found) => policy.evaluate(
+                            &**store,
+                            found,
+                            &key,
+                            identity.as_deref(),
+                            &parts.headers,
+                            now,
+                        ),
+                        Err(error) => store_failed(policy, error),
+                    };
+                    if let Verdict::Fresh(entry) = &verdict {
+                        policy.metrics.hit();
+                        let status =
+                            respond::hit_status(&self.shared.cache.inner().name, entry, now);
+                        return ResponseFuture::ready(respond::from_entry(
+                            entry,
+                            &parts.headers,
+                            head_only,
+                            now,
+                            status,
+                        ));
+                    }
+                    Lookup::Done(verdict)
+                }
+                Err(pending) => Lookup::Pending(pending, started),
+            }
+        };
+
+        let key = key.into_owned();
+        let forward = Forward {
+            shared: self.shared.clone(),
+            inner: self.take_inner(),
+            parts,
+            body,
+            key,
+            identity,
+            hash,
+            kind: MissKind::Absent,
+            stale: None,
+        };
+        ResponseFuture::boxed(resolve(forward, lookup, head_only))
+    }
+}
+
+impl<S: Clone> CacheService<S> {
+    /// The inner service that `poll_ready` prepared, leaving a clone behind
+    /// (the usual tower pattern for services called from a spawned future).
+    fn take_inner(&mut self) -> S {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
+    }
+
+    fn bypass<ReqB, ResB>(
+        &mut self,
+        request: Request<ReqB>,
+        reason: BypassReason,
+    ) -> ResponseFuture<S::Future, ResB, S::Error>
+    where
+        S: Service<Request<ReqB>, Response = Response<ResB>>,
+    {
+        let policy = &self.shared.policy;
+        policy.metrics.bypass(reason);
+        tracing::debug!(route = %policy.route, reason = reason.as_str(), "tagcache bypass");
+        let status = CacheStatus::new(&self.shared.cache.inner().name)
+            .fwd("bypass")
+            .detail(reason.as_str())
+            .finish();
+        let mut request = request;
+        request.extensions_mut().insert(self.shared.cache.clone());
+        ResponseFuture::bypass(self.inner.call(request), status)
+    }
+}
+
+fn store_failed(policy: &RoutePolicy, error: crate::StoreError) -> Verdict {
+    policy.metrics.store_error(StoreOp::Get);
+    log_store_error(policy, &error);
+    Verdict::Miss(MissKind::StoreError)
+}
+
+/// Store failures are logged at most about once a second per route: when
+/// Redis is down every request fails, and the log must stay readable.
+fn log_store_error(policy: &RoutePolicy, error: &crate::StoreError) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = now_micros() / 1_000_000;
+    if LAST.swap(now, Ordering::Relaxed) != now {
+        tracing::warn!(route = %policy.route, %error, "tagcache store lookup failed; serving from origin");
+    }
+}
+
+/// Finishes the lookup (if the store was asynchronous) and answers.
+async fn resolve<S, ReqB, ResB>(
+    mut forward: Forward<S, ReqB>,
+    lookup: Lookup,
+    head_only: bool,
+) -> Result<Response<CacheBody<ResB>>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqB: Send + 'static,
+    ResB: Body<Data = Bytes> + Send + 'static,
+{
+    let shared = forward.shared.clone();
+    let policy = &shared.policy;
+    let store = shared.cache.store();
+    let verdict = match lookup {
+        Lookup::Done(verdict) => verdict,
+        Lookup::Pending(pending, started) => {
+            let found: StoreResult<_> = pending.await;
+            policy
+                .metrics
+                .store_latency(StoreOp::Get, started.elapsed());
+            match found {
+                Ok(found) => policy.evaluate(
+                    &**store,
+                    found,
+                    &forward.key,
+                    forward.identity.as_deref(),
+                    &forward.parts.headers,
+                    now_micros(),
+                ),
+                Err(error) => store_failed(policy, error),
+            }
+        }
+    };
+    let name = &shared.cache.inner().name;
+    match verdict {
+        Verdict::Fresh(entry) => {
+            policy.metrics.hit();
+            let now = now_micros();
+            let status = respond::hit_status(name, &entry, now);
+            return Ok(respond::from_entry(
+                &entry,
+                &forward.parts.headers,
+                head_only,
+                now,
+                status,
+            ));
+        }
+        Verdict::Stale(entry) => {
+            let now = now_micros();
+            if let Some(stale_for) =
+                within_stale_window(&**store, &entry, now, entry.stale_while_revalidate)
+            {
+                policy.metrics.stale();
+                let status = CacheStatus::new(name)
+                    .hit()
+                    .fwd("stale")
+                    .ttl(-((stale_for / 1_000_000) as i64))
+                    .finish();
+                let response =
+                    respond::from_entry(&entry, &forward.parts.headers, head_only, now, status);
+                forward.kind = MissKind::Expired;
+                revalidate_in_background(forward);
+                return Ok(response);
+            }
+            forward.kind = MissKind::Expired;
+            forward.stale = Some(entry);
+        }
+        Verdict::Miss(kind) => forward.kind = kind,
+    }
+    if head_only {
+        return forward_head(forward).await;
+    }
+    if !policy.coalesce {
+        return forward.fill(None).await;
+    }
+    coalesced(forward).await
+}
+
+/// A HEAD miss goes to the origin as it is: its bodiless response cannot
+/// fill a GET entry (a HEAD *hit* is answered from the stored GET).
+async fn forward_head<S, ReqB, ResB>(
+    forward: Forward<S, ReqB>,
+) -> Result<Response<CacheBody<ResB>>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+{
+    let Forward {
+        shared,
+        mut inner,
+        mut parts,
+        body,
+        kind,
+        ..
+    } = forward;
+    shared.policy.metrics.not_stored(NotStoredReason::Head);
+    parts.extensions.insert(shared.cache.clone());
+    let response = inner.call(Request::from_parts(parts, body)).await?;
+    let status = CacheStatus::new(&shared.cache.inner().name)
+        .fwd(kind.fwd())
+        .detail(NotStoredReason::Head.as_str())
+        .finish();
+    Ok(respond::with_status(
+        response.map(CacheBody::passthrough),
+        status,
+    ))
+}
+
+/// Joins the key's flight: leads it, or waits and shares its response.
+async fn coalesced<S, ReqB, ResB>(
+    forward: Forward<S, ReqB>,
+) -> Result<Response<CacheBody<ResB>>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: Body<Data = Bytes>,
+{
+    let shared = forward.shared.clone();
+    let policy = &shared.policy;
+    let coalescer = &shared.cache.inner().coalescer;
+    for _ in 0..MAX_JOINS {
+        let flight = match coalescer.join(forward.hash) {
+            Role::Leader(guard) => return forward.fill(Some(guard)).await,
+            Role::Waiter(flight) => flight,
+        };
+        let outcome = tokio::time::timeout(policy.coalesce_timeout, flight.outcome()).await;
+        match outcome {
+            Ok(Outcome::Shared(entry)) => {
+                let now = now_micros();
+                let verdict = policy.evaluate(
+                    &**shared.cache.store(),
+                    Some(entry),
+                    &forward.key,
+                    forward.identity.as_deref(),
+                    &forward.parts.headers,
+                    now,
+                );
+                match verdict {
+                    Verdict::Fresh(entry) => {
+                        policy.metrics.collapsed();
+                        let status = CacheStatus::new(&shared.cache.inner().name)
+                            .fwd(forward.kind.fwd())
+                            .collapsed()
+                            .finish();
+                        return Ok(respond::from_entry(
+                            &entry,
+                            &forward.parts.headers,
+                            false,
+                            now,
+                            status,
+                        ));
+                    }
+                    // Overtaken by an invalidation (or already stale): this
+                    // request must not take it. Start a fresh flight.
+                    Verdict::Stale(_)
+                    | Verdict::Miss(MissKind::Invalidated | MissKind::Expired) => {
+                        coalescer.retire(forward.hash, &flight);
+                    }
+                    // Another variant or identity: not ours to share.
+                    Verdict::Miss(_) => return forward.fill(None).await,
+                }
+            }
+            // The leader's response was not shareable, or the wait ran out.
+            Ok(Outcome::NotShareable) | Err(_) => return forward.fill(None).await,
+            Ok(Outcome::Abandoned) => {}
+        }
+    }
+    forward.fill(None).await
+}
+
+/// Serves stale now, refreshes once in the background: only the request that
+/// leads the key's flight refreshes, however many see the entry stale.
+fn revalidate_in_background<S, ReqB, ResB>(mut forward: Forward<S, ReqB>)
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqB: Send + 'static,
+    ResB: Body<Data = Bytes> + Send + 'static,
+{
+    let guard = match forward.shared.cache.inner().coalescer.join(forward.hash) {
+        Role::Leader(guard) => guard,
+        Role::Waiter(_) => return,
+    };
+    // The client already has its answer; refresh with a GET even for HEAD.
+    forward.parts.method = Method::GET;
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        if let Ok(response) = forward.fill(Some(guard)).await {
+            drain(response.into_body()).await;
+        }
+    });
+}
+
+/// Polls a body to its end so its recorder stores it.
+async fn drain<B: Body>(body: B) {
+    let mut body = pin!(body);
+    while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        if frame.is_err() {
+            break;
+        }
+    }
+}

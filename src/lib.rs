@@ -1,0 +1,89 @@
+//! # tagcache
+//!
+//! A server-side HTTP response cache for [axum] and [tower] services:
+//! declare per route what makes two requests the same, what data a
+//! response depends on (tags) and how long it stays fresh; invalidate tags
+//! from mutating routes or from anywhere in your code.
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{routing::get, Router};
+//! use tagcache::{Cache, Tags};
+//!
+//! async fn sessions() -> (Tags, &'static str) {
+//!     (Tags::new(["teacher:7"]), "[]")
+//! }
+//!
+//! # async fn run() {
+//! let cache = Cache::default();
+//! let app: Router = Router::new().route(
+//!     "/api/teachers/7/sessions",
+//!     get(sessions).route_layer(
+//!         cache.layer("session-list").ttl(Duration::from_secs(300)),
+//!     ),
+//! );
+//! // ... serve `app`; when teacher 7's data changes:
+//! cache.invalidate(["teacher:7"]).await.unwrap();
+//! # let _ = app;
+//! # }
+//! ```
+//!
+//! ## Guarantees
+//!
+//! * **Only shareable responses are shared.** Only GET/HEAD responses with a
+//!   stored status are stored; never `no-store`, `no-cache`, `Set-Cookie`,
+//!   `Vary: *`, or `private` (unless the route is [per-user]). Requests with
+//!   `Authorization` or `Cookie` bypass the cache unless the route names
+//!   the identity in its key. `Vary` is honoured on every hit.
+//! * **Invalidation wins every race** on an instance: once
+//!   [`Cache::invalidate`] returned (or an [`InvalidateLayer`] sent its
+//!   response), no request is answered with a response whose origin call
+//!   started before it: not from the store, not from a slow fill landing
+//!   late, not from a coalesced flight, not from a background refresh. See
+//!   [`stamp`] for the tag-stamp rule that makes this O(1) per tag.
+//! * **One origin call per key** under a herd: concurrent misses wait for
+//!   the first one's response (bounded by a timeout), unless it turns out
+//!   not shareable, in which case each calls the origin itself. A cancelled
+//!   or panicking leader hands over to one of its waiters.
+//! * **Fail-open**: a store error never fails a request; it is served from
+//!   the origin, and counted.
+//!
+//! Limits: the guarantees hold per instance. With several instances over
+//! one Redis, invalidations reach the shared store at once, but each
+//! instance coalesces only its own requests.
+//!
+//! ## Answers
+//!
+//! Every response that passes a [`CacheLayer`] carries `Cache-Status`
+//! (RFC 9211), e.g. `tagcache; hit; ttl=287`, `tagcache; fwd=uri-miss;
+//! stored`, `tagcache; fwd=uri-miss; collapsed`, `tagcache; fwd=bypass;
+//! detail=authorization`, `tagcache; hit; fwd=stale; ttl=-3`; hits carry
+//! `Age`. Metrics go through the [`metrics`](https://docs.rs/metrics) facade
+//! (see [`metrics`](crate::metrics) for names) and [`Cache::stats`].
+//!
+//! [axum]: https://docs.rs/axum
+//! [tower]: https://docs.rs/tower
+//! [per-user]: CacheLayer::per_user
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod cache;
+mod coalesce;
+pub mod entry;
+pub mod invalidate;
+pub mod layer;
+pub mod metrics;
+pub mod semantics;
+pub mod stamp;
+pub mod store;
+mod tags;
+
+pub use cache::{Cache, CacheBuilder, InvalidateResult, MissingCache, DIRECT_ROUTE};
+pub use entry::{Entry, KeyHash, Tag};
+pub use invalidate::InvalidateLayer;
+pub use layer::{CacheBody, CacheLayer, CACHE_STATUS};
+pub use metrics::{CacheStats, RouteStats};
+pub use stamp::{InvalidationMode, Stamp, Validity};
+pub use store::{MemoryStore, Store, StoreError, StoreErrorKind, StoreFuture, StoreResult};
+pub use tags::Tags;

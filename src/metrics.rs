@@ -1,0 +1,242 @@
+//! Per-route counters: kept as atomics for [`Cache::stats`](crate::Cache::stats)
+//! and emitted through the [`metrics`] facade so any exporter picks them up.
+//!
+//! Labels are bounded: the route name given to the layer and a reason from a
+//! fixed list, never the key.
+//!
+//! Metric names:
+//! `tagcache_hits_total`, `tagcache_misses_total`, `tagcache_stale_total`,
+//! `tagcache_collapsed_total`, `tagcache_bypass_total{reason}`,
+//! `tagcache_not_stored_total{reason}`, `tagcache_invalidations_total`,
+//! `tagcache_store_errors_total{op}` and the histogram
+//! `tagcache_store_seconds{op}`; every one carries `route`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use metrics::{Counter, Histogram};
+use serde::Serialize;
+
+use crate::semantics::{BypassReason, NotStoredReason};
+
+/// A store operation, for latency and error metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreOp {
+    Get,
+    Put,
+    Stamp,
+    Invalidate,
+}
+
+impl StoreOp {
+    const ALL: [StoreOp; 4] = [
+        StoreOp::Get,
+        StoreOp::Put,
+        StoreOp::Stamp,
+        StoreOp::Invalidate,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            StoreOp::Get => "get",
+            StoreOp::Put => "put",
+            StoreOp::Stamp => "stamp",
+            StoreOp::Invalidate => "invalidate",
+        }
+    }
+}
+
+/// The `metrics` handles of one route, registered on first use so that an
+/// exporter installed after the router was built still receives them.
+struct Handles {
+    hits: Counter,
+    misses: Counter,
+    stale: Counter,
+    collapsed: Counter,
+    bypass: [Counter; BypassReason::ALL.len()],
+    not_stored: [Counter; NotStoredReason::ALL.len()],
+    invalidations: Counter,
+    store_errors: [Counter; StoreOp::ALL.len()],
+    store_seconds: [Histogram; StoreOp::ALL.len()],
+}
+
+impl Handles {
+    fn register(route: &Arc<str>) -> Self {
+        let route = route.to_string();
+        Handles {
+            hits: metrics::counter!("tagcache_hits_total", "route" => route.clone()),
+            misses: metrics::counter!("tagcache_misses_total", "route" => route.clone()),
+            stale: metrics::counter!("tagcache_stale_total", "route" => route.clone()),
+            collapsed: metrics::counter!("tagcache_collapsed_total", "route" => route.clone()),
+            bypass: BypassReason::ALL.map(|r| {
+                metrics::counter!("tagcache_bypass_total", "route" => route.clone(), "reason" => r.as_str())
+            }),
+            not_stored: NotStoredReason::ALL.map(|r| {
+                metrics::counter!("tagcache_not_stored_total", "route" => route.clone(), "reason" => r.as_str())
+            }),
+            invalidations: metrics::counter!("tagcache_invalidations_total", "route" => route.clone()),
+            store_errors: StoreOp::ALL.map(|op| {
+                metrics::counter!("tagcache_store_errors_total", "route" => route.clone(), "op" => op.as_str())
+            }),
+            store_seconds: StoreOp::ALL.map(|op| {
+                metrics::histogram!("tagcache_store_seconds", "route" => route.clone(), "op" => op.as_str())
+            }),
+        }
+    }
+}
+
+/// Counters of one route.
+pub(crate) struct RouteMetrics {
+    name: Arc<str>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    stale: AtomicU64,
+    collapsed: AtomicU64,
+    bypasses: AtomicU64,
+    not_stored: AtomicU64,
+    invalidations: AtomicU64,
+    store_errors: AtomicU64,
+    handles: OnceLock<Handles>,
+}
+
+impl RouteMetrics {
+    pub(crate) fn new(name: Arc<str>) -> Self {
+        RouteMetrics {
+            name,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            collapsed: AtomicU64::new(0),
+            bypasses: AtomicU64::new(0),
+            not_stored: AtomicU64::new(0),
+            invalidations: AtomicU64::new(0),
+            store_errors: AtomicU64::new(0),
+            handles: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    fn handles(&self) -> &Handles {
+        self.handles.get_or_init(|| Handles::register(&self.name))
+    }
+
+    pub(crate) fn hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        self.handles().hits.increment(1);
+    }
+
+    pub(crate) fn miss(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        self.handles().misses.increment(1);
+    }
+
+    pub(crate) fn stale(&self) {
+        self.stale.fetch_add(1, Ordering::Relaxed);
+        self.handles().stale.increment(1);
+    }
+
+    pub(crate) fn collapsed(&self) {
+        self.collapsed.fetch_add(1, Ordering::Relaxed);
+        self.handles().collapsed.increment(1);
+    }
+
+    pub(crate) fn bypass(&self, reason: BypassReason) {
+        self.bypasses.fetch_add(1, Ordering::Relaxed);
+        let index = BypassReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.handles().bypass[index].increment(1);
+    }
+
+    pub(crate) fn not_stored(&self, reason: NotStoredReason) {
+        self.not_stored.fetch_add(1, Ordering::Relaxed);
+        let index = NotStoredReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.handles().not_stored[index].increment(1);
+    }
+
+    pub(crate) fn invalidated(&self, tags: usize) {
+        self.invalidations.fetch_add(tags as u64, Ordering::Relaxed);
+        self.handles().invalidations.increment(tags as u64);
+    }
+
+    pub(crate) fn store_error(&self, op: StoreOp) {
+        self.store_errors.fetch_add(1, Ordering::Relaxed);
+        self.handles().store_errors[op as usize].increment(1);
+    }
+
+    pub(crate) fn store_latency(&self, op: StoreOp, elapsed: Duration) {
+        self.handles().store_seconds[op as usize].record(elapsed.as_secs_f64());
+    }
+
+    pub(crate) fn snapshot(&self) -> RouteStats {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let hits = load(&self.hits);
+        let stale = load(&self.stale);
+        let collapsed = load(&self.collapsed);
+        let misses = load(&self.misses);
+        let served = hits + stale + collapsed + misses;
+        RouteStats {
+            hits,
+            misses,
+            stale,
+            collapsed,
+            bypasses: load(&self.bypasses),
+            not_stored: load(&self.not_stored),
+            invalidations: load(&self.invalidations),
+            store_errors: load(&self.store_errors),
+            hit_ratio: if served == 0 {
+                0.0
+            } else {
+                (hits + stale + collapsed) as f64 / served as f64
+            },
+        }
+    }
+}
+
+/// A snapshot of one route's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct RouteStats {
+    /// Answered from a fresh entry.
+    pub hits: u64,
+    /// Went to the origin as the leader of a fill (or alone).
+    pub misses: u64,
+    /// Answered from a stale entry (stale-while-revalidate or stale-if-error).
+    pub stale: u64,
+    /// Waited for another request's origin call and shared its response.
+    pub collapsed: u64,
+    /// Went to the origin without consulting the cache.
+    pub bypasses: u64,
+    /// Origin responses that were not stored.
+    pub not_stored: u64,
+    /// Tags invalidated through this route (or directly, under `direct`).
+    pub invalidations: u64,
+    /// Store operations that failed (the request was served from the origin).
+    pub store_errors: u64,
+    /// `(hits + stale + collapsed) / (hits + stale + collapsed + misses)`:
+    /// the share of cacheable requests answered without an origin call.
+    pub hit_ratio: f64,
+}
+
+/// A snapshot of every route's counters, from [`Cache::stats`](crate::Cache::stats).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct CacheStats {
+    /// Counters by route name.
+    pub routes: BTreeMap<String, RouteStats>,
+}
+
+impl CacheStats {
+    /// The counters of one route, zero if it has seen nothing.
+    pub fn route(&self, name: &str) -> RouteStats {
+        self.routes.get(name).copied().unwrap_or_default()
+    }
+}

@@ -1,0 +1,140 @@
+//! `Cache-Control` parsing (RFC 9111 §5.2), for the directives a shared cache
+//! acts on.
+
+use std::time::Duration;
+
+use http::header::CACHE_CONTROL;
+use http::HeaderMap;
+
+/// The directives of one or more `Cache-Control` header lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheControl {
+    /// `no-store`
+    pub no_store: bool,
+    /// `no-cache` (unqualified or qualified: both mean "revalidate first" to us)
+    pub no_cache: bool,
+    /// `private`
+    pub private: bool,
+    /// `public`
+    pub public: bool,
+    /// `max-age`
+    pub max_age: Option<Duration>,
+    /// `s-maxage`
+    pub s_maxage: Option<Duration>,
+    /// `stale-while-revalidate`
+    pub stale_while_revalidate: Option<Duration>,
+    /// `stale-if-error`
+    pub stale_if_error: Option<Duration>,
+}
+
+impl CacheControl {
+    /// Parses every `Cache-Control` line in `headers`. Unknown directives are
+    /// ignored; a malformed delta-seconds value is treated as 0 for the
+    /// freshness directives (the conservative reading, RFC 9111 §4.2.1).
+    pub fn parse(headers: &HeaderMap) -> Self {
+        let mut cc = CacheControl::default();
+        for line in headers.get_all(CACHE_CONTROL) {
+            let Ok(line) = line.to_str() else {
+                // Opaque bytes: we cannot tell what it says, so assume the
+                // strictest reading.
+                cc.no_store = true;
+                continue;
+            };
+            for directive in line.split(',') {
+                let directive = directive.trim();
+                if directive.is_empty() {
+                    continue;
+                }
+                let (name, value) = match directive.split_once('=') {
+                    Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+                    None => (directive, None),
+                };
+                let seconds = || {
+                    Some(Duration::from_secs(
+                        value.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0),
+                    ))
+                };
+                if name.eq_ignore_ascii_case("no-store") {
+                    cc.no_store = true;
+                } else if name.eq_ignore_ascii_case("no-cache") {
+                    cc.no_cache = true;
+                } else if name.eq_ignore_ascii_case("private") {
+                    cc.private = true;
+                } else if name.eq_ignore_ascii_case("public") {
+                    cc.public = true;
+                } else if name.eq_ignore_ascii_case("max-age") {
+                    cc.max_age = min(cc.max_age, seconds());
+                } else if name.eq_ignore_ascii_case("s-maxage") {
+                    cc.s_maxage = min(cc.s_maxage, seconds());
+                } else if name.eq_ignore_ascii_case("stale-while-revalidate") {
+                    cc.stale_while_revalidate = seconds();
+                } else if name.eq_ignore_ascii_case("stale-if-error") {
+                    cc.stale_if_error = seconds();
+                }
+            }
+        }
+        cc
+    }
+
+    /// The freshness lifetime a shared cache reads from the response:
+    /// `s-maxage` if present, else `max-age`.
+    pub fn shared_max_age(&self) -> Option<Duration> {
+        self.s_maxage.or(self.max_age)
+    }
+}
+
+/// Of two repeated directives, the smaller (safer) wins.
+fn min(current: Option<Duration>, new: Option<Duration>) -> Option<Duration> {
+    match (current, new) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn parse(lines: &[&str]) -> CacheControl {
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            headers.append(CACHE_CONTROL, HeaderValue::from_str(line).unwrap());
+        }
+        CacheControl::parse(&headers)
+    }
+
+    #[test]
+    fn reads_directives_case_insensitively_across_lines() {
+        let cc = parse(&[
+            "Public, MAX-AGE=60",
+            "s-maxage=\"30\", stale-while-revalidate=5",
+        ]);
+        assert!(cc.public);
+        assert_eq!(cc.max_age, Some(Duration::from_secs(60)));
+        assert_eq!(cc.shared_max_age(), Some(Duration::from_secs(30)));
+        assert_eq!(cc.stale_while_revalidate, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn flags_and_bad_values() {
+        let cc = parse(&["no-store, private, no-cache=\"set-cookie\", max-age=abc"]);
+        assert!(cc.no_store && cc.private && cc.no_cache);
+        assert_eq!(cc.max_age, Some(Duration::ZERO));
+        assert_eq!(parse(&[]), CacheControl::default());
+        assert_eq!(
+            parse(&["max-age=60, max-age=10"]).max_age,
+            Some(Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn opaque_bytes_mean_no_store() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_bytes(b"max-age=1\xff").unwrap(),
+        );
+        assert!(CacheControl::parse(&headers).no_store);
+    }
+}
