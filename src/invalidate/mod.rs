@@ -36,7 +36,7 @@
 mod future;
 mod service;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::request::Parts;
 use http::{response, StatusCode};
@@ -61,6 +61,8 @@ pub struct InvalidateLayer {
     tags: Option<TagsFn>,
     when: WhenFn,
     mode: InvalidationMode,
+    /// Made on the first `layer` call and shared, as for `CacheLayer`.
+    built: Arc<OnceLock<Arc<Shared>>>,
 }
 
 impl std::fmt::Debug for InvalidateLayer {
@@ -80,6 +82,7 @@ impl InvalidateLayer {
             tags: None,
             when: Arc::new(|status: StatusCode| status.is_success()),
             mode: InvalidationMode::Hard,
+            built: Arc::default(),
         }
     }
 
@@ -93,6 +96,7 @@ impl InvalidateLayer {
         self.tags = Some(Arc::new(move |req: &Parts, res: &response::Parts| {
             tags(req, res).into_iter().map(Into::into).collect()
         }));
+        self.built = Arc::default();
         self
     }
 
@@ -102,6 +106,7 @@ impl InvalidateLayer {
         F: Fn(StatusCode) -> bool + Send + Sync + 'static,
     {
         self.when = Arc::new(success);
+        self.built = Arc::default();
         self
     }
 
@@ -109,6 +114,7 @@ impl InvalidateLayer {
     /// stale-while-revalidate (see [`Cache::invalidate_soft`]).
     pub fn soft(mut self) -> Self {
         self.mode = InvalidationMode::Soft;
+        self.built = Arc::default();
         self
     }
 }
@@ -125,15 +131,18 @@ impl<S> Layer<S> for InvalidateLayer {
     type Service = InvalidateService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        InvalidateService {
-            inner,
-            shared: Arc::new(Shared {
+        let shared = self.built.get_or_init(|| {
+            Arc::new(Shared {
                 metrics: self.cache.route_metrics(&self.route),
                 cache: self.cache.clone(),
                 tags: self.tags.clone(),
                 when: self.when.clone(),
                 mode: self.mode,
-            }),
+            })
+        });
+        InvalidateService {
+            inner,
+            shared: shared.clone(),
         }
     }
 }

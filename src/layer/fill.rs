@@ -75,7 +75,7 @@ where
                     let status = CacheStatus::new(&self.shared.cache.inner().name)
                         .hit()
                         .fwd("stale")
-                        .ttl(-((stale_for / 1_000_000) as i64))
+                        .ttl(respond::stale_ttl(stale_for))
                         .detail("stale-if-error")
                         .finish();
                     return Ok(respond::from_entry(
@@ -100,7 +100,7 @@ where
                     .hit()
                     .fwd("stale")
                     .fwd_status(response.status().as_u16())
-                    .ttl(-((stale_for / 1_000_000) as i64))
+                    .ttl(respond::stale_ttl(stale_for))
                     .detail("stale-if-error")
                     .finish();
                 return Ok(respond::from_entry(
@@ -117,6 +117,11 @@ where
         let status = CacheStatus::new(name).fwd(self.kind.fwd());
         let decision = match fill_stamp {
             None => Err(None),
+            // A body that announces itself as too large (size hint) is
+            // refused up front, so the client is told why.
+            Some(_) if body.size_hint().lower() > policy.rules.max_body_bytes as u64 => {
+                Err(Some(NotStoredReason::TooLarge))
+            }
             Some(stamp) => storable::decide(&policy.rules, &head)
                 .map(|d| (stamp, d))
                 .map_err(Some),
@@ -174,15 +179,17 @@ where
             stale_while_revalidate: freshness.stale_while_revalidate,
             stale_if_error: freshness.stale_if_error,
         };
-        let status = match self.kind.detail() {
-            Some(detail) => status.detail(detail),
-            None => status,
-        };
         let known_small = body
             .size_hint()
             .exact()
             .is_some_and(|len| len <= policy.rules.max_body_bytes as u64);
+        // `stored` is only claimed when the body is known to fit; a body of
+        // unknown length may still grow past the limit while streaming.
         let status = if known_small { status.stored() } else { status };
+        let status = match self.kind.detail() {
+            Some(detail) => status.detail(detail),
+            None => status,
+        };
         let recorder = Recorder {
             first: None,
             rest: BytesMut::new(),

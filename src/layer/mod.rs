@@ -50,7 +50,7 @@ mod policy;
 mod respond;
 mod service;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::request::Parts;
@@ -91,6 +91,12 @@ pub struct CacheLayer {
     coalesce_timeout: Duration,
     honor_request_no_cache: bool,
     max_key_bytes: usize,
+    /// The route's shared state, made on the first `layer` call and reused:
+    /// axum may call `layer` once per request (handlers on a `Router<()>`
+    /// that was not finalized with `with_state`), and every service of the
+    /// route must share one policy, one learned `Vary` and one set of
+    /// counters. Every option setter resets it.
+    built: Arc<OnceLock<Arc<Shared>>>,
 }
 
 impl std::fmt::Debug for CacheLayer {
@@ -126,6 +132,7 @@ impl CacheLayer {
             coalesce_timeout: DEFAULT_COALESCE_TIMEOUT,
             honor_request_no_cache: false,
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
+            built: Arc::default(),
         }
     }
 
@@ -136,6 +143,7 @@ impl CacheLayer {
         F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
     {
         self.key = Some(Arc::new(key));
+        self.built = Arc::default();
         self
     }
 
@@ -153,6 +161,7 @@ impl CacheLayer {
     {
         self.identity = Some(Arc::new(identity));
         self.rules.per_user = true;
+        self.built = Arc::default();
         self
     }
 
@@ -168,6 +177,7 @@ impl CacheLayer {
         self.tags = Some(Arc::new(move |req: &Parts, res: &response::Parts| {
             tags(req, res).into_iter().map(Into::into).collect()
         }));
+        self.built = Arc::default();
         self
     }
 
@@ -176,12 +186,14 @@ impl CacheLayer {
     /// [`respect_response_ttl`](Self::respect_response_ttl).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.rules.ttl = ttl;
+        self.built = Arc::default();
         self
     }
 
     /// Statuses that are stored (default: 200 only).
     pub fn statuses<I: IntoIterator<Item = StatusCode>>(mut self, statuses: I) -> Self {
         self.rules.statuses = statuses.into_iter().collect();
+        self.built = Arc::default();
         self
     }
 
@@ -189,6 +201,7 @@ impl CacheLayer {
     /// to the client unchanged and are not stored.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.rules.max_body_bytes = bytes;
+        self.built = Arc::default();
         self
     }
 
@@ -196,6 +209,7 @@ impl CacheLayer {
     /// response said so in `Vary` (`Vary` on responses is honoured anyway).
     pub fn vary<I: IntoIterator<Item = HeaderName>>(mut self, headers: I) -> Self {
         self.vary = headers.into_iter().collect();
+        self.built = Arc::default();
         self
     }
 
@@ -203,6 +217,7 @@ impl CacheLayer {
     /// background request refreshes it.
     pub fn stale_while_revalidate(mut self, window: Duration) -> Self {
         self.rules.stale_while_revalidate = window;
+        self.built = Arc::default();
         self
     }
 
@@ -210,6 +225,7 @@ impl CacheLayer {
     /// origin errors or answers 5xx.
     pub fn stale_if_error(mut self, window: Duration) -> Self {
         self.rules.stale_if_error = window;
+        self.built = Arc::default();
         self
     }
 
@@ -218,6 +234,7 @@ impl CacheLayer {
     /// (`stale-while-revalidate`, `stale-if-error`). Default: yes.
     pub fn respect_response_ttl(mut self, respect: bool) -> Self {
         self.rules.respect_response_ttl = respect;
+        self.built = Arc::default();
         self
     }
 
@@ -225,6 +242,7 @@ impl CacheLayer {
     /// (default: yes).
     pub fn coalesce(mut self, coalesce: bool) -> Self {
         self.coalesce = coalesce;
+        self.built = Arc::default();
         self
     }
 
@@ -232,6 +250,7 @@ impl CacheLayer {
     /// calling the origin itself (default 3 s).
     pub fn coalesce_timeout(mut self, timeout: Duration) -> Self {
         self.coalesce_timeout = timeout;
+        self.built = Arc::default();
         self
     }
 
@@ -240,12 +259,14 @@ impl CacheLayer {
     /// force load on the origin; the response is stored as usual.
     pub fn honor_request_no_cache(mut self, honor: bool) -> Self {
         self.honor_request_no_cache = honor;
+        self.built = Arc::default();
         self
     }
 
     /// Longest key (user key, in bytes) that is cached (default 4 KiB).
     pub fn max_key_bytes(mut self, bytes: usize) -> Self {
         self.max_key_bytes = bytes;
+        self.built = Arc::default();
         self
     }
 }
@@ -254,26 +275,28 @@ impl<S> Layer<S> for CacheLayer {
     type Service = CacheService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let policy = RoutePolicy {
-            route: self.route.clone(),
-            metrics: self.cache.route_metrics(&self.route),
-            key: self.key.clone(),
-            identity: self.identity.clone(),
-            tags: self.tags.clone(),
-            rules: self.rules.clone(),
-            vary: self.vary.clone(),
-            learned_vary: Default::default(),
-            coalesce: self.coalesce,
-            coalesce_timeout: self.coalesce_timeout,
-            honor_request_no_cache: self.honor_request_no_cache,
-            max_key_bytes: self.max_key_bytes,
-        };
+        let shared = self.built.get_or_init(|| {
+            Arc::new(Shared {
+                cache: self.cache.clone(),
+                policy: RoutePolicy {
+                    route: self.route.clone(),
+                    metrics: self.cache.route_metrics(&self.route),
+                    key: self.key.clone(),
+                    identity: self.identity.clone(),
+                    tags: self.tags.clone(),
+                    rules: self.rules.clone(),
+                    vary: self.vary.clone(),
+                    learned_vary: Default::default(),
+                    coalesce: self.coalesce,
+                    coalesce_timeout: self.coalesce_timeout,
+                    honor_request_no_cache: self.honor_request_no_cache,
+                    max_key_bytes: self.max_key_bytes,
+                },
+            })
+        });
         CacheService {
             inner,
-            shared: Arc::new(Shared {
-                cache: self.cache.clone(),
-                policy,
-            }),
+            shared: shared.clone(),
         }
     }
 }

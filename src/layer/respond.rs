@@ -16,6 +16,12 @@ pub(crate) fn seconds_between(from: u64, to: u64) -> i64 {
     (to as i64 - from as i64) / 1_000_000
 }
 
+/// The `ttl` of a stale answer: negative whole seconds, never `0`, so a
+/// stale answer always reads as stale.
+pub(crate) fn stale_ttl(stale_for_micros: u64) -> i64 {
+    -(stale_for_micros.div_ceil(1_000_000).max(1) as i64)
+}
+
 /// `Cache-Status` of a fresh hit: `<name>; hit; ttl=<remaining>`.
 pub(crate) fn hit_status(name: &str, entry: &Entry, now: u64) -> HeaderValue {
     CacheStatus::new(name)

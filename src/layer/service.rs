@@ -18,7 +18,7 @@ use super::future::ResponseFuture;
 use super::policy::{request_wants_origin, within_stale_window, MissKind, RoutePolicy, Verdict};
 use super::respond;
 use crate::cache::Cache;
-use crate::coalesce::{Outcome, Role};
+use crate::coalesce::{FlightGuard, Outcome, Role};
 use crate::entry::Entry;
 use crate::metrics::StoreOp;
 use crate::semantics::cache_status::CacheStatus;
@@ -276,7 +276,7 @@ where
                 let status = CacheStatus::new(name)
                     .hit()
                     .fwd("stale")
-                    .ttl(-((stale_for / 1_000_000) as i64))
+                    .ttl(respond::stale_ttl(stale_for))
                     .finish();
                 let response =
                     respond::from_entry(&entry, &forward.parts.headers, head_only, now, status);
@@ -340,7 +340,15 @@ where
     let coalescer = &shared.cache.inner().coalescer;
     for _ in 0..MAX_JOINS {
         let flight = match coalescer.join(forward.hash) {
-            Role::Leader(guard) => return forward.fill(Some(guard)).await,
+            Role::Leader(mut guard) => {
+                if !matches!(forward.kind, MissKind::Request | MissKind::StoreError) {
+                    let found = shared.cache.store().get(forward.hash).await.ok().flatten();
+                    if let Some(response) = recheck(&forward, found, &mut guard) {
+                        return Ok(response);
+                    }
+                }
+                return forward.fill(Some(guard)).await;
+            }
             Role::Waiter(flight) => flight,
         };
         let outcome = tokio::time::timeout(policy.coalesce_timeout, flight.outcome()).await;
@@ -386,6 +394,41 @@ where
         }
     }
     forward.fill(None).await
+}
+
+/// Looks the key up once more after winning the lead: a previous leader may
+/// have stored the entry and left the table between this request's lookup
+/// and its join, and calling the origin again would break "one origin call
+/// per key". A fresh entry found here is also handed to anyone who already
+/// joined this flight.
+fn recheck<S, ReqB, ResB>(
+    forward: &Forward<S, ReqB>,
+    found: Option<Arc<Entry>>,
+    guard: &mut FlightGuard,
+) -> Option<Response<CacheBody<ResB>>> {
+    let shared = &forward.shared;
+    let now = now_micros();
+    let verdict = shared.policy.evaluate(
+        &**shared.cache.store(),
+        found,
+        &forward.key,
+        forward.identity.as_deref(),
+        &forward.parts.headers,
+        now,
+    );
+    let Verdict::Fresh(entry) = verdict else {
+        return None;
+    };
+    shared.policy.metrics.hit();
+    guard.share(entry.clone());
+    let status = respond::hit_status(&shared.cache.inner().name, &entry, now);
+    Some(respond::from_entry(
+        &entry,
+        &forward.parts.headers,
+        false,
+        now,
+        status,
+    ))
 }
 
 /// Serves stale now, refreshes once in the background: only the request that

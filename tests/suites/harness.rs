@@ -1,0 +1,146 @@
+//! Small tools for driving routers in tests: send a request, read the reply,
+//! hold a handler at a gate, count origin calls.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::Router;
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
+use tokio::sync::{watch, Semaphore};
+use tower::ServiceExt;
+
+/// A response, fully read.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn cache_status(&self) -> &str {
+        self.headers
+            .get("cache-status")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// A fresh hit (not a stale answer).
+    pub fn is_hit(&self) -> bool {
+        self.cache_status().contains("; hit") && !self.cache_status().contains("fwd=stale")
+    }
+}
+
+pub async fn send(app: &Router, request: Request<Body>) -> Reply {
+    let response = app
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("router is infallible");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body reads").to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+pub fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+pub fn get_with(uri: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut builder = Request::get(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Body::empty()).unwrap()
+}
+
+pub async fn get_reply(app: &Router, uri: &str) -> Reply {
+    send(app, get(uri)).await
+}
+
+/// Counts calls to a handler.
+#[derive(Clone, Default)]
+pub struct Counter(Arc<AtomicUsize>);
+
+impl Counter {
+    /// Counts one call and returns its 1-based number.
+    pub fn bump(&self) -> usize {
+        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Holds handlers until the test opens it, and lets the test wait until a
+/// given number of handlers have arrived. No sleeps: the test decides every
+/// interleaving.
+#[derive(Clone)]
+pub struct Gate {
+    entered: Arc<Semaphore>,
+    open: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            entered: Arc::new(Semaphore::new(0)),
+            open: Arc::new(watch::Sender::new(false)),
+        }
+    }
+}
+
+impl Gate {
+    /// Called by a handler: announces arrival, then waits until open.
+    pub async fn pass(&self) {
+        self.entered.add_permits(1);
+        let mut rx = self.open.subscribe();
+        rx.wait_for(|open| *open).await.expect("gate lives");
+    }
+
+    /// Waits until `n` more handlers have arrived at the gate.
+    pub async fn arrived(&self, n: u32) {
+        self.entered
+            .acquire_many(n)
+            .await
+            .expect("gate lives")
+            .forget();
+    }
+
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    pub fn close(&self) {
+        self.open.send_replace(false);
+    }
+}
+
+/// Polls `condition` until it holds, yielding between tries; fails after
+/// `tries` (a bound, not a timing assertion).
+pub async fn eventually<F, Fut>(what: &str, tries: usize, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..tries {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("condition never held: {what}");
+}
