@@ -185,3 +185,64 @@ impl Store for MemoryStore {
         "memory"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http::{HeaderMap, StatusCode};
+
+    fn entry(body: usize) -> Arc<Entry> {
+        Arc::new(Entry {
+            route: "r".into(),
+            key: "k".into(),
+            identity: None,
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::from(vec![0; body]),
+            tags: Box::new([]),
+            vary: Box::new([]),
+            fill_stamp: Stamp(1),
+            stored_at_micros: 0,
+            ttl: Duration::from_secs(60),
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+        })
+    }
+
+    #[test]
+    fn bounded_by_bytes_not_entries() {
+        let store = MemoryStore::builder().max_bytes(256 * 1024).build();
+        for i in 0..1000u128 {
+            let _ = store.put(KeyHash(i), entry(4096));
+        }
+        assert!(store.weight() <= 256 * 1024, "weight {}", store.weight());
+        assert!(store.entry_count() < 1000);
+        assert!(store.entry_count() > 10, "count {}", store.entry_count());
+    }
+
+    #[test]
+    fn invalidation_touches_one_stamp_however_many_entries() {
+        let store = MemoryStore::default();
+        let tagged = |fill: Stamp| {
+            let mut e = (*entry(10)).clone();
+            e.tags = vec!["teacher:7".into()].into_boxed_slice();
+            e.fill_stamp = fill;
+            Arc::new(e)
+        };
+        for i in 0..10_000u128 {
+            let fill = store.clock.next();
+            let _ = store.put(KeyHash(i), tagged(fill));
+        }
+        let _ = store.invalidate(&["teacher:7".into()], InvalidationMode::Hard);
+        // Nothing was scanned or deleted: one stamp decides for every entry.
+        assert_eq!(store.tag_stamp_count(), 1);
+        assert_eq!(store.entry_count(), 10_000);
+        for i in [0u128, 5_000, 9_999] {
+            let found = store.entries.get(&KeyHash(i)).unwrap().entry;
+            assert_eq!(store.validity(&found), Validity::Invalid);
+        }
+        let later = tagged(store.clock.next());
+        assert_eq!(store.validity(&later), Validity::Valid);
+    }
+}

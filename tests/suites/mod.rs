@@ -52,6 +52,7 @@ macro_rules! with_cases {
             semantics::response_max_age_caps_route_ttl,
             semantics::client_no_cache_does_not_force_origin_by_default,
             semantics::large_bodies_pass_through_unstored,
+            semantics::streaming_bodies_are_stored_only_within_the_limit,
             semantics::tags_from_response_extension_invalidate,
             semantics::invalidate_layer_reads_own_write,
             semantics::handler_invalidates_through_extractor,

@@ -765,3 +765,60 @@ pub async fn stats_count_per_route(make: &dyn MakeCache) {
     assert_eq!(stats.bypasses, 1);
     assert!((stats.hit_ratio - 0.75).abs() < 1e-9);
 }
+
+/// A body of unknown length, in `chunks` chunks of `size` bytes.
+fn chunked_body(chunks: usize, size: usize) -> Body {
+    let stream =
+        futures_util::stream::iter((0..chunks).map(move |i| {
+            Ok::<_, std::convert::Infallible>(Bytes::from(vec![b'a' + i as u8; size]))
+        }));
+    Body::from_stream(stream)
+}
+
+pub async fn streaming_bodies_are_stored_only_within_the_limit(make: &dyn MakeCache) {
+    // Grows past the limit while streaming: passed through whole, not stored.
+    let cache = make.make().await;
+    let calls = Counter::default();
+    let app = counted(
+        &cache,
+        |l| l.max_body_bytes(2500),
+        calls.clone(),
+        |_, _| chunked_body(3, 1000).into_response(),
+    );
+    let expected: Vec<u8> = (0..3u8).flat_map(|i| vec![b'a' + i; 1000]).collect();
+    for _ in 0..2 {
+        let reply = get_reply(&app, "/r").await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(
+            reply.body, expected,
+            "the client gets every byte, unchanged"
+        );
+        assert!(
+            !reply.cache_status().contains("stored"),
+            "{}",
+            reply.cache_status()
+        );
+    }
+    assert_eq!(
+        calls.get(),
+        2,
+        "a body that outgrew the limit is not stored"
+    );
+    assert_eq!(cache.stats().route("r").not_stored, 2);
+
+    // Within the limit: stored, and the hit is the same bytes.
+    let cache = make.make().await;
+    let calls = Counter::default();
+    let app = counted(
+        &cache,
+        |l| l.max_body_bytes(2500),
+        calls.clone(),
+        |_, _| chunked_body(2, 1000).into_response(),
+    );
+    let first = get_reply(&app, "/r").await;
+    let second = get_reply(&app, "/r").await;
+    assert!(second.is_hit(), "{}", second.cache_status());
+    assert_eq!(second.body, first.body);
+    assert_eq!(second.body.len(), 2000);
+    assert_eq!(calls.get(), 1);
+}
