@@ -86,4 +86,11 @@ pub use layer::{CacheBody, CacheLayer, CACHE_STATUS};
 pub use metrics::{CacheStats, RouteStats};
 pub use stamp::{InvalidationMode, Stamp, Validity};
 pub use store::{MemoryStore, Store, StoreError, StoreErrorKind, StoreFuture, StoreResult};
+#[cfg(feature = "redis")]
+pub use store::{RedisStore, RedisStoreBuilder};
 pub use tags::Tags;
+
+/// Compiles the README's examples as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
