@@ -1,6 +1,6 @@
 //! Building responses from entries and decorating passed-through ones.
 
-use http::header::AGE;
+use http::header::{AGE, CONTENT_LENGTH};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use super::body::CacheBody;
@@ -49,12 +49,18 @@ pub(crate) fn from_entry<B>(
         }
         (StatusCode::NOT_MODIFIED, headers, CacheBody::empty())
     } else {
+        let mut headers = entry.headers.clone();
         let body = if head_only {
+            // Without the body, the server would derive `Content-Length: 0`
+            // from the empty body; a HEAD answer must describe the GET's.
+            if !headers.contains_key(CONTENT_LENGTH) {
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
+            }
             CacheBody::empty()
         } else {
             CacheBody::full(entry.body.clone())
         };
-        (entry.status, entry.headers.clone(), body)
+        (entry.status, headers, body)
     };
     let age = now.saturating_sub(entry.stored_at_micros) / 1_000_000;
     headers.insert(AGE, HeaderValue::from(age));

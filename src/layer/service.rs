@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, COOKIE};
+use http::header::{AUTHORIZATION, COOKIE, IF_MODIFIED_SINCE, IF_NONE_MATCH};
 use http::{Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
@@ -445,8 +445,12 @@ where
         Role::Leader(guard) => guard,
         Role::Waiter(_) => return,
     };
-    // The client already has its answer; refresh with a GET even for HEAD.
+    // The client already has its answer: refresh with a plain GET (even for
+    // HEAD, and without the client's validators, since a 304 cannot refresh
+    // a stored body).
     forward.parts.method = Method::GET;
+    forward.parts.headers.remove(IF_NONE_MATCH);
+    forward.parts.headers.remove(IF_MODIFIED_SINCE);
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };

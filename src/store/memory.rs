@@ -192,6 +192,14 @@ mod tests {
     use bytes::Bytes;
     use http::{HeaderMap, StatusCode};
 
+    /// The memory store answers synchronously.
+    fn ready<T>(future: StoreFuture<T>) -> T {
+        match future.now_or_later() {
+            Ok(result) => result.expect("memory store operations succeed"),
+            Err(_) => panic!("memory store answered asynchronously"),
+        }
+    }
+
     fn entry(body: usize) -> Arc<Entry> {
         Arc::new(Entry {
             route: "r".into(),
@@ -214,7 +222,7 @@ mod tests {
     fn bounded_by_bytes_not_entries() {
         let store = MemoryStore::builder().max_bytes(256 * 1024).build();
         for i in 0..1000u128 {
-            let _ = store.put(KeyHash(i), entry(4096));
+            ready(store.put(KeyHash(i), entry(4096)));
         }
         assert!(store.weight() <= 256 * 1024, "weight {}", store.weight());
         assert!(store.entry_count() < 1000);
@@ -232,9 +240,9 @@ mod tests {
         };
         for i in 0..10_000u128 {
             let fill = store.clock.next();
-            let _ = store.put(KeyHash(i), tagged(fill));
+            ready(store.put(KeyHash(i), tagged(fill)));
         }
-        let _ = store.invalidate(&["teacher:7".into()], InvalidationMode::Hard);
+        ready(store.invalidate(&["teacher:7".into()], InvalidationMode::Hard));
         // Nothing was scanned or deleted: one stamp decides for every entry.
         assert_eq!(store.tag_stamp_count(), 1);
         assert_eq!(store.entry_count(), 10_000);

@@ -1,0 +1,110 @@
+//! `classroom`: a small teaching-sessions API served through tagcache.
+//!
+//! ```text
+//! cargo run --release --example classroom -- --listen 127.0.0.1:3000 --origin-delay-ms 20
+//! ```
+//!
+//! Every cached GET handler sleeps `--origin-delay-ms` after reading its
+//! data, standing in for a slow database; `/stats` shows how often the
+//! handlers really ran and `/metrics` exposes the cache's Prometheus metrics.
+//! See `app.rs` for the routes and their cache policies.
+
+mod app;
+mod args;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tagcache::Cache;
+use tokio::net::TcpListener;
+
+use app::AppConfig;
+use args::{Args, Command};
+
+/// Chooses and builds the response store. The only place that knows which
+/// stores exist.
+async fn build_cache(args: &Args) -> Result<Cache, String> {
+    if args.redis.is_some() {
+        return Err(
+            "Redis support needs `--features redis`; this build has only the in-memory store"
+                .to_owned(),
+        );
+    }
+    Ok(Cache::builder().cache_name("classroom").build())
+}
+
+/// Installs the global Prometheus recorder, with the periodic upkeep that
+/// the handle leaves to its owner (it drains histogram samples).
+fn install_metrics() -> Result<PrometheusHandle, String> {
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("cannot install the Prometheus recorder: {e}"))?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let cache = build_cache(&args).await?;
+    let metrics = install_metrics()?;
+    let app = app::router(AppConfig {
+        origin_delay: args.origin_delay,
+        cache,
+        metrics: Some(metrics),
+    });
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    // Scripts and tests read this line to find the port (with `--listen
+    // ...:0`), so it goes to stdout and its shape stays fixed.
+    println!("classroom listening on http://{addr}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| format!("server error: {e}"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // Logs go to stderr so stdout carries only the listening line.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let command = match args::parse(std::env::args().skip(1), std::env::var("REDIS_URL").ok()) {
+        Ok(command) => command,
+        Err(error) => {
+            eprintln!("classroom: {error}\n\n{}", args::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let args = match command {
+        Command::Help => {
+            println!("{}", args::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Command::Run(args) => args,
+    };
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("classroom: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
