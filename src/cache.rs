@@ -222,6 +222,12 @@ impl Cache {
         stats
     }
 
+    /// How many requests are waiting right now for another request's
+    /// origin call (coalesced misses), for diagnostics.
+    pub fn waiting_requests(&self) -> usize {
+        self.inner.coalescer.waiting()
+    }
+
     /// The store behind this cache.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store

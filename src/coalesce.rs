@@ -56,10 +56,6 @@ impl Flight {
             Err(_) => Outcome::Abandoned,
         }
     }
-
-    fn is_shared(&self) -> bool {
-        matches!(*self.outcome.borrow(), Some(Outcome::Shared(_)))
-    }
 }
 
 /// The flights in progress, by key.
@@ -91,19 +87,29 @@ impl Coalescer {
         }
     }
 
-    /// Removes `flight` from the table if it is still the one for `key`:
-    /// used by a waiter that found the flight's shared response invalidated,
-    /// so the next request leads a fresh flight instead of joining it.
+    /// Removes `flight` from the table if it is still the one for `key`, so
+    /// the next request leads a fresh flight instead of joining it. Used by a
+    /// waiter that found the flight's response invalidated, or that gave up
+    /// waiting (a leader whose client reads slowly, or whose origin hangs,
+    /// must not hold every later miss for the key). The old leader's guard
+    /// still reports to its own waiters and cannot remove the new flight.
     pub(crate) fn retire(&self, key: KeyHash, flight: &Arc<Flight>) {
-        self.flights.remove_if(&key, |_, current| {
-            Arc::ptr_eq(current, flight) && current.is_shared()
-        });
+        self.flights
+            .remove_if(&key, |_, current| Arc::ptr_eq(current, flight));
     }
 
     /// Number of flights in the table (for tests).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.flights.len()
+    }
+
+    /// Requests currently waiting on a flight of this table.
+    pub(crate) fn waiting(&self) -> usize {
+        self.flights
+            .iter()
+            .map(|flight| flight.outcome.receiver_count())
+            .sum()
     }
 
     fn remove(&self, key: KeyHash, flight: &Arc<Flight>) {

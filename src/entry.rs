@@ -16,8 +16,9 @@ pub type Tag = Box<str>;
 /// the request headers the route varies on.
 ///
 /// Stores index by this hash so a hostile URL cannot create a huge store key;
-/// the readable key is kept inside the [`Entry`] and compared on every hit,
-/// so even a hash collision cannot serve one key's response for another.
+/// the readable key, the identity and the request header values the response
+/// varies on are kept inside the [`Entry`] and compared on every hit, so even
+/// a hash collision cannot serve one request's response for another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyHash(pub u128);
 
@@ -89,14 +90,15 @@ pub struct Entry {
 impl Entry {
     /// Wall time (µs) at which the entry stops being fresh.
     pub fn fresh_until_micros(&self) -> u64 {
-        self.stored_at_micros
-            .saturating_add(self.ttl.as_micros() as u64)
+        let ttl = u64::try_from(self.ttl.as_micros()).unwrap_or(u64::MAX);
+        self.stored_at_micros.saturating_add(ttl)
     }
 
     /// How long the store must keep the entry after storing it: its TTL
     /// plus the longer of its stale windows.
     pub fn retention(&self) -> Duration {
-        self.ttl + self.stale_while_revalidate.max(self.stale_if_error)
+        self.ttl
+            .saturating_add(self.stale_while_revalidate.max(self.stale_if_error))
     }
 
     /// Approximate memory cost in bytes, for byte-bounded stores.

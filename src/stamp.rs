@@ -235,7 +235,8 @@ impl TagBoard {
     /// cap, sheds the oldest half and raises the floor to cover them.
     fn prune(&self, now: u64) {
         self.since_prune.store(0, Ordering::Relaxed);
-        let horizon = now.saturating_sub(self.max_entry_life.as_micros() as u64);
+        let life = u64::try_from(self.max_entry_life.as_micros()).unwrap_or(u64::MAX);
+        let horizon = now.saturating_sub(life);
         self.stamps
             .retain(|_, stamp| stamp.hard.max(stamp.soft) >= horizon);
         if self.stamps.len() <= self.max_tags {

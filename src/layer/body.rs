@@ -101,7 +101,8 @@ where
                                 }
                             }
                         }
-                        if body.is_end_stream() {
+                        let complete = recorder.as_ref().is_some_and(|rec| rec.is_complete());
+                        if complete || body.is_end_stream() {
                             if let Some(rec) = recorder.take() {
                                 rec.finish();
                             }

@@ -38,6 +38,8 @@ pub(crate) struct Forward<S, ReqB> {
     pub(crate) kind: MissKind,
     /// A stale entry that may answer if the origin fails (stale-if-error).
     pub(crate) stale: Option<Arc<Entry>>,
+    /// The request said `Cache-Control: no-store`: answer, store nothing.
+    pub(crate) no_store: bool,
 }
 
 impl<S, ReqB, ResB> Forward<S, ReqB>
@@ -117,6 +119,7 @@ where
         let status = CacheStatus::new(name).fwd(self.kind.fwd());
         let decision = match fill_stamp {
             None => Err(None),
+            Some(_) if self.no_store => Err(Some(NotStoredReason::RequestNoStore)),
             // A body that announces itself as too large (size hint) is
             // refused up front, so the client is told why.
             Some(_) if body.size_hint().lower() > policy.rules.max_body_bytes as u64 => {
@@ -147,13 +150,22 @@ where
             }
         };
 
-        let vary = match vary {
-            Vary::Headers(names) => {
-                policy.learned_vary.learn(&names, &policy.vary);
-                request_values(&names, &request_head.headers)
+        // Record every header that selects this response (the route's own
+        // and the response's `Vary`) so each hit re-checks them; and store
+        // under the key later requests will compute once the names are
+        // learned.
+        let mut names = policy.vary.clone();
+        let mut put_hash = self.hash;
+        if let Vary::Headers(response_names) = vary {
+            policy.learned_vary.learn(&response_names, &policy.vary);
+            for name in response_names {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
             }
-            Vary::None | Vary::Any => Vec::new(),
-        };
+            put_hash = policy.hash(&self.key, self.identity.as_deref(), &request_head.headers);
+        }
+        let vary = request_values(&names, &request_head.headers);
         let mut tags: Vec<String> = match &policy.tags {
             Some(tags_of) => tags_of(&request_head, &head),
             None => Vec::new(),
@@ -190,13 +202,25 @@ where
             Some(detail) => status.detail(detail),
             None => status,
         };
+        // The length the body announces, from its size hint or the header.
+        // HTTP/1 servers stop polling a body once that many bytes are out,
+        // so the recorder must finish on the count, not on end-of-stream.
+        let expected = body.size_hint().exact().or_else(|| {
+            head.headers
+                .get(http::header::CONTENT_LENGTH)?
+                .to_str()
+                .ok()?
+                .parse()
+                .ok()
+        });
         let recorder = Recorder {
             first: None,
             rest: BytesMut::new(),
             len: 0,
+            expected: expected.and_then(|n| usize::try_from(n).ok()),
             max: policy.rules.max_body_bytes,
             shared: self.shared.clone(),
-            hash: self.hash,
+            hash: put_hash,
             template,
             guard,
         };
@@ -242,6 +266,8 @@ pub(crate) struct Recorder {
     first: Option<Bytes>,
     rest: BytesMut,
     len: usize,
+    /// The announced length, if any: reaching it completes the body.
+    expected: Option<usize>,
     max: usize,
     shared: Arc<Shared>,
     hash: KeyHash,
@@ -265,6 +291,11 @@ impl Recorder {
             self.rest.extend_from_slice(data);
         }
         Ok(())
+    }
+
+    /// Whether every announced byte has arrived.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.expected == Some(self.len)
     }
 
     /// The response will not be stored: waiters go to the origin themselves.

@@ -53,6 +53,7 @@ mod service;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use http::header::HOST;
 use http::request::Parts;
 use http::{response, HeaderName, StatusCode};
 use tower_layer::Layer;
@@ -75,6 +76,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_KEY_BYTES: usize = 4096;
 /// Default longest wait for another request's origin call: 3 seconds.
 pub const DEFAULT_COALESCE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default longest a stale-while-revalidate background refresh may take: 30 s.
+pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Caches one route's responses. Made with [`Cache::layer`]; every option
 /// has a safe default, and is fixed when the layer is applied.
@@ -89,6 +92,7 @@ pub struct CacheLayer {
     vary: Vec<HeaderName>,
     coalesce: bool,
     coalesce_timeout: Duration,
+    refresh_timeout: Duration,
     honor_request_no_cache: bool,
     max_key_bytes: usize,
     /// The route's shared state, made on the first `layer` call and reused:
@@ -130,14 +134,20 @@ impl CacheLayer {
             vary: Vec::new(),
             coalesce: true,
             coalesce_timeout: DEFAULT_COALESCE_TIMEOUT,
+            refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
             honor_request_no_cache: false,
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
             built: Arc::default(),
         }
     }
 
-    /// What makes two requests the same (default: path and query). `None`
-    /// bypasses the cache for that request.
+    /// What makes two requests the same. `None` bypasses the cache for that
+    /// request.
+    ///
+    /// The default key is the path and query, and the `Host` header is then
+    /// matched as well, so virtual hosts served by one router never share
+    /// entries. A key function replaces both: include the host in it if the
+    /// router serves several.
     pub fn key<F>(mut self, key: F) -> Self
     where
         F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
@@ -247,9 +257,20 @@ impl CacheLayer {
     }
 
     /// Longest a request waits for another request's origin call before
-    /// calling the origin itself (default 3 s).
+    /// calling the origin itself (default 3 s). A wait that runs out also
+    /// takes the slow flight out of the way, so later requests do not queue
+    /// behind it.
     pub fn coalesce_timeout(mut self, timeout: Duration) -> Self {
         self.coalesce_timeout = timeout;
+        self.built = Arc::default();
+        self
+    }
+
+    /// Longest a stale-while-revalidate background refresh may take before
+    /// it is dropped, so a hung origin cannot block later refreshes
+    /// (default 30 s).
+    pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
+        self.refresh_timeout = timeout;
         self.built = Arc::default();
         self
     }
@@ -271,6 +292,18 @@ impl CacheLayer {
     }
 }
 
+impl CacheLayer {
+    /// The request headers that select a response on every request: the
+    /// declared ones, plus `Host` under the default key.
+    fn selecting_headers(&self) -> Vec<HeaderName> {
+        let mut headers = self.vary.clone();
+        if self.key.is_none() && !headers.contains(&HOST) {
+            headers.insert(0, HOST);
+        }
+        headers
+    }
+}
+
 impl<S> Layer<S> for CacheLayer {
     type Service = CacheService<S>;
 
@@ -285,10 +318,11 @@ impl<S> Layer<S> for CacheLayer {
                     identity: self.identity.clone(),
                     tags: self.tags.clone(),
                     rules: self.rules.clone(),
-                    vary: self.vary.clone(),
+                    vary: self.selecting_headers(),
                     learned_vary: Default::default(),
                     coalesce: self.coalesce,
                     coalesce_timeout: self.coalesce_timeout,
+                    refresh_timeout: self.refresh_timeout,
                     honor_request_no_cache: self.honor_request_no_cache,
                     max_key_bytes: self.max_key_bytes,
                 },

@@ -33,6 +33,7 @@ pub(crate) struct RoutePolicy {
     pub(crate) learned_vary: LearnedVary,
     pub(crate) coalesce: bool,
     pub(crate) coalesce_timeout: Duration,
+    pub(crate) refresh_timeout: Duration,
     pub(crate) honor_request_no_cache: bool,
     pub(crate) max_key_bytes: usize,
 }
@@ -181,16 +182,14 @@ impl RoutePolicy {
         if store.outlived(entry.fill_stamp, now) {
             return Verdict::Miss(MissKind::Expired);
         }
-        let fresh_until = match store.validity(&entry) {
-            Validity::Invalid => return Verdict::Miss(MissKind::Invalidated),
-            Validity::Valid => entry.fresh_until_micros(),
-            Validity::SoftInvalidated { at_micros } => entry.fresh_until_micros().min(at_micros),
+        let Some(fresh_until) = fresh_until(store, &entry, now) else {
+            return Verdict::Miss(MissKind::Invalidated);
         };
         if now < fresh_until {
             return Verdict::Fresh(entry);
         }
         let window = entry.stale_while_revalidate.max(entry.stale_if_error);
-        if now - fresh_until < window.as_micros() as u64 {
+        if now - fresh_until < micros(window) {
             Verdict::Stale(entry)
         } else {
             Verdict::Miss(MissKind::Expired)
@@ -198,31 +197,48 @@ impl RoutePolicy {
     }
 }
 
-/// How long `entry` has been stale at `now`, if it may still be served under
-/// the window `pick` selects (SWR or SIE).
+/// When `entry` stops being fresh, or `None` if it was invalidated. A soft
+/// invalidation ends freshness at once: its stamp comes from the
+/// invalidation clock, which may run ahead of this machine's wall time, so
+/// it is capped at `now` rather than trusted as a point in time.
+fn fresh_until(store: &dyn Store, entry: &Entry, now: u64) -> Option<u64> {
+    match store.validity(entry) {
+        Validity::Invalid => None,
+        Validity::Valid => Some(entry.fresh_until_micros()),
+        Validity::SoftInvalidated { at_micros } => {
+            Some(entry.fresh_until_micros().min(at_micros).min(now))
+        }
+    }
+}
+
+/// A duration in microseconds, saturating (so `Duration::MAX` means "for
+/// ever" rather than wrapping around).
+pub(crate) fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// How long `entry` has been stale at `now`, if it may still be served within
+/// `window` (its stale-while-revalidate or stale-if-error window).
 pub(crate) fn within_stale_window(
     store: &dyn Store,
     entry: &Entry,
     now: u64,
     window: Duration,
 ) -> Option<u64> {
-    let fresh_until = match store.validity(entry) {
-        Validity::Invalid => return None,
-        Validity::Valid => entry.fresh_until_micros(),
-        Validity::SoftInvalidated { at_micros } => entry.fresh_until_micros().min(at_micros),
-    };
-    let stale_for = now.saturating_sub(fresh_until);
-    (stale_for < window.as_micros() as u64).then_some(stale_for)
+    let stale_for = now.saturating_sub(fresh_until(store, entry, now)?);
+    (stale_for < micros(window)).then_some(stale_for)
 }
 
+/// Feeds one header into the key: its name, how many lines it has, and each
+/// line, so that no two different sets of request headers hash alike by
+/// shifting lines from one header to another.
 fn hash_header(hasher: &mut KeyHasher, headers: &HeaderMap, name: &HeaderName) {
-    let mut any = false;
-    for value in headers.get_all(name) {
+    let lines = headers.get_all(name);
+    hasher
+        .part(name.as_str().as_bytes())
+        .part(&(lines.iter().count() as u64).to_le_bytes());
+    for value in lines {
         hasher.part(value.as_bytes());
-        any = true;
-    }
-    if !any {
-        hasher.absent();
     }
 }
 

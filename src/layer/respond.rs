@@ -13,7 +13,8 @@ pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
 /// Whole seconds between `from` and `to` (µs), rounding towards zero.
 pub(crate) fn seconds_between(from: u64, to: u64) -> i64 {
-    (to as i64 - from as i64) / 1_000_000
+    let seconds = (i128::from(to) - i128::from(from)) / 1_000_000;
+    seconds.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
 /// The `ttl` of a stale answer: negative whole seconds, never `0`, so a
@@ -40,7 +41,9 @@ pub(crate) fn from_entry<B>(
     now: u64,
     cache_status: HeaderValue,
 ) -> Response<CacheBody<B>> {
-    let (status, mut headers, body) = if if_none_match_hits(request, &entry.headers) {
+    // Preconditions only apply to 2xx responses (RFC 9110 §13.2.1).
+    let not_modified = entry.status.is_success() && if_none_match_hits(request, &entry.headers);
+    let (status, mut headers, body) = if not_modified {
         let mut headers = HeaderMap::new();
         for name in NOT_MODIFIED_HEADERS {
             for value in entry.headers.get_all(&name) {

@@ -21,6 +21,7 @@ use crate::cache::Cache;
 use crate::coalesce::{FlightGuard, Outcome, Role};
 use crate::entry::Entry;
 use crate::metrics::StoreOp;
+use crate::semantics::cache_control::CacheControl;
 use crate::semantics::cache_status::CacheStatus;
 use crate::semantics::{BypassReason, NotStoredReason};
 use crate::stamp::now_micros;
@@ -166,6 +167,7 @@ where
             hash,
             kind: MissKind::Absent,
             stale: None,
+            no_store: false,
         };
         ResponseFuture::boxed(resolve(forward, lookup, head_only))
     }
@@ -292,6 +294,13 @@ where
     if head_only {
         return forward_head(forward).await;
     }
+    if CacheControl::parse(&forward.parts.headers).no_store {
+        // The client asked that nothing of this exchange be stored: go to the
+        // origin alone, outside any flight, so such requests cannot make
+        // responses unshareable for anyone else.
+        forward.no_store = true;
+        return forward.fill(None).await;
+    }
     if !policy.coalesce {
         return forward.fill(None).await;
     }
@@ -388,8 +397,14 @@ where
                     Verdict::Miss(_) => return forward.fill(None).await,
                 }
             }
-            // The leader's response was not shareable, or the wait ran out.
-            Ok(Outcome::NotShareable) | Err(_) => return forward.fill(None).await,
+            // Not shareable: each waiter asks the origin itself.
+            Ok(Outcome::NotShareable) => return forward.fill(None).await,
+            // The wait ran out: stop others queueing behind the stuck flight,
+            // then ask the origin (and store the answer) without waiting more.
+            Err(_) => {
+                coalescer.retire(forward.hash, &flight);
+                return forward.fill(None).await;
+            }
             Ok(Outcome::Abandoned) => {}
         }
     }
@@ -454,10 +469,16 @@ where
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
+    let deadline = forward.shared.policy.refresh_timeout;
     runtime.spawn(async move {
-        if let Ok(response) = forward.fill(Some(guard)).await {
-            drain(response.into_body()).await;
-        }
+        let refresh = async move {
+            if let Ok(response) = forward.fill(Some(guard)).await {
+                drain(response.into_body()).await;
+            }
+        };
+        // A hung origin must not hold the key's flight for ever: when the
+        // deadline drops the refresh, its guard reports it abandoned.
+        let _ = tokio::time::timeout(deadline, refresh).await;
     });
 }
 

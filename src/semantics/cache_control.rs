@@ -17,6 +17,10 @@ pub struct CacheControl {
     pub private: bool,
     /// `public`
     pub public: bool,
+    /// `must-revalidate`: never serve it stale.
+    pub must_revalidate: bool,
+    /// `proxy-revalidate`: never serve it stale from a shared cache.
+    pub proxy_revalidate: bool,
     /// `max-age`
     pub max_age: Option<Duration>,
     /// `s-maxage`
@@ -49,11 +53,7 @@ impl CacheControl {
                     Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
                     None => (directive, None),
                 };
-                let seconds = || {
-                    Some(Duration::from_secs(
-                        value.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0),
-                    ))
-                };
+                let seconds = || Some(delta_seconds(value));
                 if name.eq_ignore_ascii_case("no-store") {
                     cc.no_store = true;
                 } else if name.eq_ignore_ascii_case("no-cache") {
@@ -62,6 +62,10 @@ impl CacheControl {
                     cc.private = true;
                 } else if name.eq_ignore_ascii_case("public") {
                     cc.public = true;
+                } else if name.eq_ignore_ascii_case("must-revalidate") {
+                    cc.must_revalidate = true;
+                } else if name.eq_ignore_ascii_case("proxy-revalidate") {
+                    cc.proxy_revalidate = true;
                 } else if name.eq_ignore_ascii_case("max-age") {
                     cc.max_age = min(cc.max_age, seconds());
                 } else if name.eq_ignore_ascii_case("s-maxage") {
@@ -80,6 +84,19 @@ impl CacheControl {
     /// `s-maxage` if present, else `max-age`.
     pub fn shared_max_age(&self) -> Option<Duration> {
         self.s_maxage.or(self.max_age)
+    }
+}
+
+/// Reads delta-seconds (RFC 9111 §1.2.2): digits only; a value too large to
+/// represent means 2^31 seconds; anything malformed means 0 (the safe
+/// reading for freshness).
+fn delta_seconds(value: Option<&str>) -> Duration {
+    const MAX: u64 = 1 << 31;
+    match value {
+        Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+            Duration::from_secs(v.parse::<u64>().map_or(MAX, |n| n.min(MAX)))
+        }
+        _ => Duration::ZERO,
     }
 }
 
@@ -122,6 +139,13 @@ mod tests {
         assert!(cc.no_store && cc.private && cc.no_cache);
         assert_eq!(cc.max_age, Some(Duration::ZERO));
         assert_eq!(parse(&[]), CacheControl::default());
+        assert_eq!(
+            parse(&["max-age=99999999999999999999999"]).max_age,
+            Some(Duration::from_secs(1 << 31))
+        );
+        assert_eq!(parse(&["max-age=-5"]).max_age, Some(Duration::ZERO));
+        let revalidate = parse(&["must-revalidate, proxy-revalidate"]);
+        assert!(revalidate.must_revalidate && revalidate.proxy_revalidate);
         assert_eq!(
             parse(&["max-age=60, max-age=10"]).max_age,
             Some(Duration::from_secs(10))

@@ -73,11 +73,13 @@ pub enum NotStoredReason {
     BodyError,
     /// A tag of the response was invalidated while it was being produced.
     Invalidated,
+    /// The request said `Cache-Control: no-store`.
+    RequestNoStore,
 }
 
 impl NotStoredReason {
     /// Every reason, for pre-registering metrics.
-    pub const ALL: [NotStoredReason; 13] = [
+    pub const ALL: [NotStoredReason; 14] = [
         NotStoredReason::Status,
         NotStoredReason::NoStore,
         NotStoredReason::NoCache,
@@ -91,6 +93,7 @@ impl NotStoredReason {
         NotStoredReason::Head,
         NotStoredReason::BodyError,
         NotStoredReason::Invalidated,
+        NotStoredReason::RequestNoStore,
     ];
 
     /// The label used in `Cache-Status` `detail` and in metrics.
@@ -109,6 +112,7 @@ impl NotStoredReason {
             NotStoredReason::Head => "head",
             NotStoredReason::BodyError => "body-error",
             NotStoredReason::Invalidated => "invalidated",
+            NotStoredReason::RequestNoStore => "request-no-store",
         }
     }
 }

@@ -89,6 +89,14 @@ pub fn decide(rules: &StoreRules, head: &Parts) -> Result<(Freshness, Vary), Not
             freshness.stale_if_error = sie;
         }
     }
+    // The origin forbids stale answers: `must-revalidate`, `proxy-revalidate`,
+    // or `s-maxage` (which implies proxy-revalidate, RFC 9111 §5.2.2.10)
+    // unless the response itself grants stale windows.
+    let grants_stale = cc.stale_while_revalidate.is_some() || cc.stale_if_error.is_some();
+    if cc.must_revalidate || cc.proxy_revalidate || (cc.s_maxage.is_some() && !grants_stale) {
+        freshness.stale_while_revalidate = Duration::ZERO;
+        freshness.stale_if_error = Duration::ZERO;
+    }
     if freshness.ttl.is_zero() {
         return Err(NotStoredReason::ZeroTtl);
     }
@@ -170,6 +178,29 @@ mod tests {
         assert_eq!(
             decide(&r, &head(200, &[("cache-control", "max-age=0")])).unwrap_err(),
             NotStoredReason::ZeroTtl
+        );
+    }
+
+    #[test]
+    fn revalidation_directives_forbid_stale() {
+        let r = StoreRules {
+            stale_while_revalidate: Duration::from_secs(30),
+            stale_if_error: Duration::from_secs(30),
+            ..rules()
+        };
+        for cc in [
+            "max-age=60, must-revalidate",
+            "proxy-revalidate",
+            "s-maxage=60",
+        ] {
+            let (fresh, _) = decide(&r, &head(200, &[("cache-control", cc)])).unwrap();
+            assert_eq!(fresh.stale_while_revalidate, Duration::ZERO, "{cc}");
+            assert_eq!(fresh.stale_if_error, Duration::ZERO, "{cc}");
+        }
+        let granted = head(200, &[("cache-control", "s-maxage=60, stale-if-error=10")]);
+        assert_eq!(
+            decide(&r, &granted).unwrap().0.stale_if_error,
+            Duration::from_secs(10)
         );
     }
 

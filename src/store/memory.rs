@@ -178,7 +178,8 @@ impl Store for MemoryStore {
     }
 
     fn outlived(&self, fill_stamp: Stamp, now: u64) -> bool {
-        now.saturating_sub(fill_stamp.0) > self.board.max_entry_life().as_micros() as u64
+        let life = u64::try_from(self.board.max_entry_life().as_micros()).unwrap_or(u64::MAX);
+        now.saturating_sub(fill_stamp.0) > life
     }
 
     fn kind(&self) -> &'static str {

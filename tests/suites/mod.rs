@@ -60,6 +60,11 @@ macro_rules! with_cases {
             semantics::key_function_controls_bypass_and_sharing,
             semantics::cache_name_is_configurable,
             semantics::stats_count_per_route,
+            semantics::declared_vary_headers_never_mix_variants,
+            semantics::default_key_never_mixes_hosts,
+            semantics::extreme_lifetimes_do_not_overflow,
+            semantics::no_304_for_stored_non_2xx,
+            semantics::request_no_store_is_answered_but_not_stored,
             races::herd_of_misses_makes_one_origin_call,
             races::collapsed_waiters_are_marked,
             races::fill_in_flight_during_invalidation_is_not_served,
@@ -76,6 +81,7 @@ macro_rules! with_cases {
             races::stale_if_error_covers_5xx_and_errors,
             races::invalidated_entry_is_never_served_stale,
             races::soft_invalidation_serves_stale_under_swr,
+            races::must_revalidate_is_never_served_stale,
             stress::randomized_reads_never_stale,
         );
     };

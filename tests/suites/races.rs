@@ -1,7 +1,7 @@
 //! Coalescing, invalidation races and stale serving. Handlers block on a
-//! [`Gate`] the test controls. Where a test sleeps, it only makes an
-//! interesting interleaving likely; every assertion holds in every
-//! interleaving.
+//! [`Gate`] the test controls, and the test waits until the requests it
+//! wants in a flight are counted as waiting, so each interleaving is forced,
+//! not hoped for. The only sleeps let short TTLs run out.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,8 +88,15 @@ fn gated_with(
     )
 }
 
-fn hint() -> tokio::time::Sleep {
-    tokio::time::sleep(Duration::from_millis(50))
+/// Waits until exactly `n` requests are waiting on a flight: the test then
+/// knows they joined before it lets the leader go on.
+async fn until_waiting(cache: &Cache, n: usize) {
+    let cache = cache.clone();
+    eventually(&format!("{n} requests waiting"), 1000, || {
+        let cache = cache.clone();
+        async move { cache.waiting_requests() == n }
+    })
+    .await;
 }
 
 pub async fn herd_of_misses_makes_one_origin_call(make: &dyn MakeCache) {
@@ -114,7 +121,7 @@ pub async fn herd_of_misses_makes_one_origin_call(make: &dyn MakeCache) {
             tokio::spawn(async move { get_reply(&app, "/r").await })
         })
         .collect();
-    hint().await;
+    until_waiting(&cache, 999).await;
     gate.open();
     let first = leader.await.unwrap();
     for reply in herd {
@@ -148,24 +155,17 @@ pub async fn collapsed_waiters_are_marked(make: &dyn MakeCache) {
         let app = app.clone();
         async move { get_reply(&app, "/r").await }
     });
-    // Wait until the waiter is counted as waiting: it cannot be counted
-    // before it joined, and the leader cannot finish before the gate opens.
-    let stats_cache = cache.clone();
-    eventually("waiter joins", 500, || {
-        let cache = stats_cache.clone();
-        async move { cache.stats().route("r").misses == 1 }
+    let waiting = cache.clone();
+    eventually("the waiter waits on the leader's flight", 500, || {
+        let cache = waiting.clone();
+        async move { cache.waiting_requests() == 1 }
     })
     .await;
-    hint().await;
     gate.open();
     let leader = leader.await.unwrap();
     let waiter = waiter.await.unwrap();
     assert_eq!(leader.body, waiter.body);
-    assert!(
-        waiter.cache_status() == "tagcache; fwd=uri-miss; collapsed" || waiter.is_hit(),
-        "{}",
-        waiter.cache_status()
-    );
+    assert_eq!(waiter.cache_status(), "tagcache; fwd=uri-miss; collapsed");
     assert_eq!(calls.get(), 1);
 }
 
@@ -302,7 +302,7 @@ pub async fn waiter_arriving_after_invalidation_skips_old_flight(make: &dyn Make
         let app = app.clone();
         async move { get_reply(&app, "/r").await }
     });
-    hint().await;
+    until_waiting(&cache, 1).await;
     gate.open();
     assert_eq!(old.await.unwrap().text(), "v1 call1");
     let late = late.await.unwrap();
@@ -336,7 +336,7 @@ pub async fn cancelled_leader_hands_over(make: &dyn MakeCache) {
             tokio::spawn(async move { get_reply(&app, "/r").await })
         })
         .collect();
-    hint().await;
+    until_waiting(&cache, 5).await;
     // The client disconnects: its future is dropped mid-origin-call.
     leader.abort();
     assert!(leader.await.unwrap_err().is_cancelled());
@@ -382,7 +382,7 @@ pub async fn panicking_leader_hands_over(make: &dyn MakeCache) {
             tokio::spawn(async move { get_reply(&app, "/r").await })
         })
         .collect();
-    hint().await;
+    until_waiting(&cache, 5).await;
     gate.open();
     assert!(leader.await.unwrap_err().is_panic());
     for waiter in waiters {
@@ -422,7 +422,7 @@ pub async fn unshareable_response_is_not_handed_to_waiters(make: &dyn MakeCache)
             tokio::spawn(async move { get_reply(&app, "/r").await })
         })
         .collect();
-    hint().await;
+    until_waiting(&cache, 5).await;
     gate.open();
     let mut bodies = vec![leader.await.unwrap().text()];
     for waiter in waiters {
@@ -583,7 +583,7 @@ pub async fn refresh_racing_invalidation_is_not_served(make: &dyn MakeCache) {
         let app = app.clone();
         async move { get_reply(&app, "/r").await }
     });
-    hint().await;
+    until_waiting(&cache, 1).await;
     gate.open();
     let after = after.await.unwrap();
     assert_eq!(
@@ -758,4 +758,43 @@ pub async fn soft_invalidation_serves_stale_under_swr(make: &dyn MakeCache) {
     get_reply(&app, "/r").await;
     cache.invalidate_soft(["t"]).await.unwrap();
     assert_eq!(get_reply(&app, "/r").await.text(), "v0 call2");
+}
+
+pub async fn must_revalidate_is_never_served_stale(make: &dyn MakeCache) {
+    let cache = make.make().await;
+    let calls = Counter::default();
+    let app = gated_with(
+        &cache,
+        |l| {
+            l.ttl(Duration::from_millis(100))
+                .stale_while_revalidate(Duration::from_secs(60))
+                .stale_if_error(Duration::from_secs(60))
+        },
+        Db::default(),
+        Gate::default(),
+        calls.clone(),
+        GateCalls::None,
+        |n, body| {
+            let mut response = if n == 1 {
+                body.into_response()
+            } else {
+                (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+            };
+            response.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=60, must-revalidate"),
+            );
+            response
+        },
+    );
+    get_reply(&app, "/r").await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let reply = get_reply(&app, "/r").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.cache_status()
+    );
+    assert_eq!(reply.text(), "v0 call2");
 }

@@ -813,3 +813,164 @@ pub async fn streaming_bodies_are_stored_only_within_the_limit(make: &dyn MakeCa
     assert_eq!(second.body.len(), 2000);
     assert_eq!(calls.get(), 1);
 }
+
+pub async fn declared_vary_headers_never_mix_variants(make: &dyn MakeCache) {
+    let cache = make.make().await;
+    let calls = Counter::default();
+    let app = counted(
+        &cache,
+        |l| {
+            l.vary([
+                HeaderName::from_static("x-a"),
+                HeaderName::from_static("x-b"),
+            ])
+        },
+        calls.clone(),
+        |_, parts| {
+            let lines = |name: &str| {
+                parts
+                    .headers
+                    .get_all(name)
+                    .iter()
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .collect::<Vec<_>>()
+                    .join("+")
+            };
+            format!("a={} b={}", lines("x-a"), lines("x-b")).into_response()
+        },
+    );
+    // The same line values, split differently between the two headers.
+    send(
+        &app,
+        get_with("/r", &[("x-a", "1"), ("x-a", "2"), ("x-b", "3")]),
+    )
+    .await;
+    let other = send(
+        &app,
+        get_with("/r", &[("x-a", "1"), ("x-b", "2"), ("x-b", "3")]),
+    )
+    .await;
+    assert_eq!(other.text(), "a=1 b=2+3");
+    let again = send(
+        &app,
+        get_with("/r", &[("x-a", "1"), ("x-a", "2"), ("x-b", "3")]),
+    )
+    .await;
+    assert_eq!(again.text(), "a=1+2 b=3");
+    assert!(again.is_hit());
+}
+
+pub async fn default_key_never_mixes_hosts(make: &dyn MakeCache) {
+    let cache = make.make().await;
+    let calls = Counter::default();
+    let app = counted(
+        &cache,
+        |l| l,
+        calls.clone(),
+        |_, parts| {
+            let host = parts
+                .headers
+                .get(header::HOST)
+                .map(|h| h.to_str().unwrap().to_owned());
+            format!("site {}", host.unwrap_or_default()).into_response()
+        },
+    );
+    let a = send(&app, get_with("/r", &[("host", "a.example")])).await;
+    let b = send(&app, get_with("/r", &[("host", "b.example")])).await;
+    assert_eq!(a.text(), "site a.example");
+    assert_eq!(b.text(), "site b.example");
+    assert!(send(&app, get_with("/r", &[("host", "a.example")]))
+        .await
+        .is_hit());
+    assert_eq!(calls.get(), 2);
+}
+
+pub async fn extreme_lifetimes_do_not_overflow(make: &dyn MakeCache) {
+    // A response granting itself an absurd stale window must not panic the
+    // store (which derives an expiry from it).
+    let cache = make.make().await;
+    let calls = Counter::default();
+    let app = counted(
+        &cache,
+        |l| l,
+        calls.clone(),
+        |n, _| {
+            let mut response = plain(n);
+            response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=30, stale-while-revalidate=18446744073709551615, stale-if-error=99999999999999999999"),
+        );
+            response
+        },
+    );
+    assert_eq!(get_reply(&app, "/r").await.status, StatusCode::OK);
+    assert!(get_reply(&app, "/r").await.is_hit());
+
+    // A route that keeps entries "until invalidated".
+    let cache = make.make().await;
+    let app = counted(
+        &cache,
+        |l| l.ttl(Duration::MAX).tags(|_, _| ["t"]),
+        Counter::default(),
+        |n, _| plain(n),
+    );
+    get_reply(&app, "/r").await;
+    let hit = get_reply(&app, "/r").await;
+    assert!(hit.is_hit(), "{}", hit.cache_status());
+    let ttl: i64 = hit
+        .cache_status()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ttl > 0, "{}", hit.cache_status());
+    cache.invalidate(["t"]).await.unwrap();
+    assert_eq!(get_reply(&app, "/r").await.text(), "body 2");
+}
+
+pub async fn no_304_for_stored_non_2xx(make: &dyn MakeCache) {
+    let cache = make.make().await;
+    let app = counted(
+        &cache,
+        |l| l.statuses([StatusCode::OK, StatusCode::NOT_FOUND]),
+        Counter::default(),
+        |_, _| {
+            let mut response = (StatusCode::NOT_FOUND, "gone").into_response();
+            response
+                .headers_mut()
+                .insert(header::ETAG, HeaderValue::from_static("\"x\""));
+            response
+        },
+    );
+    get_reply(&app, "/r").await;
+    let reply = send(&app, get_with("/r", &[("if-none-match", "\"x\"")])).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::NOT_FOUND,
+        "preconditions apply only to 2xx"
+    );
+    assert_eq!(reply.text(), "gone");
+}
+
+pub async fn request_no_store_is_answered_but_not_stored(make: &dyn MakeCache) {
+    let cache = make.make().await;
+    let calls = Counter::default();
+    let app = counted(&cache, |l| l, calls.clone(), |n, _| plain(n));
+    let first = send(&app, get_with("/r", &[("cache-control", "no-store")])).await;
+    assert_eq!(first.text(), "body 1");
+    assert!(
+        first.cache_status().contains("detail=request-no-store"),
+        "{}",
+        first.cache_status()
+    );
+    assert_eq!(
+        get_reply(&app, "/r").await.text(),
+        "body 2",
+        "nothing was stored"
+    );
+    // A stored entry may still answer it.
+    let hit = send(&app, get_with("/r", &[("cache-control", "no-store")])).await;
+    assert!(hit.is_hit());
+    assert_eq!(calls.get(), 2);
+}
