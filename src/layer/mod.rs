@@ -3,11 +3,12 @@
 //! # What it does per request
 //!
 //! 1. Requests other than GET and HEAD pass through (`Cache-Status:
-//!    ...; fwd=bypass; detail=method`). So do requests with `Authorization`
-//!    or `Cookie`, unless the route names the identity in its key with
-//!    [`CacheLayer::per_user`].
-//! 2. The key function (default: path and query) and the values of the
-//!    headers the route varies on are hashed to find the entry.
+//!    ...; fwd=method`). So do requests with `Authorization` or `Cookie`
+//!    (`fwd=bypass; detail=authorization`), unless the route names the
+//!    identity in its key with [`CacheLayer::per_user`].
+//! 2. The key function (default: path and query, plus the `Host` header)
+//!    and the values of the headers the route varies on are hashed to find
+//!    the entry; the entry keeps them all and every hit compares them.
 //! 3. A fresh entry whose tags were not invalidated since its fill started
 //!    answers at once, with `Age` and `Cache-Status: ...; hit; ttl=N`, a 304
 //!    if `If-None-Match` matches its `ETag`, and no body for HEAD.

@@ -192,10 +192,13 @@ impl<S: Clone> CacheService<S> {
         let policy = &self.shared.policy;
         policy.metrics.bypass(reason);
         tracing::debug!(route = %policy.route, reason = reason.as_str(), "tagcache bypass");
-        let status = CacheStatus::new(&self.shared.cache.inner().name)
-            .fwd("bypass")
-            .detail(reason.as_str())
-            .finish();
+        let status = CacheStatus::new(&self.shared.cache.inner().name);
+        // RFC 9211 names the method case itself; other bypasses say why.
+        let status = match reason {
+            BypassReason::Method => status.fwd("method"),
+            _ => status.fwd("bypass").detail(reason.as_str()),
+        }
+        .finish();
         let mut request = request;
         request.extensions_mut().insert(self.shared.cache.clone());
         ResponseFuture::bypass(self.inner.call(request), status)
