@@ -589,11 +589,11 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[tokio::test]
-async fn the_example_binary_serves_and_exports_metrics() {
+/// Starts the example binary with `args` and reads the address it prints.
+async fn start_example(args: &[&str]) -> (KillOnDrop, SocketAddr) {
     let mut child = KillOnDrop(
         Command::new(example_binary())
-            .args(["--listen", "127.0.0.1:0", "--origin-delay-ms", "0"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -613,6 +613,13 @@ async fn the_example_binary_serves_and_exports_metrics() {
     .await
     .expect("read the listening address");
     assert_ne!(addr.port(), 0, "the real port is printed");
+    (child, addr)
+}
+
+#[tokio::test]
+async fn the_example_binary_serves_and_exports_metrics() {
+    let (_child, addr) =
+        start_example(&["--listen", "127.0.0.1:0", "--origin-delay-ms", "0"]).await;
 
     let server = Server::connect(addr);
     let miss = server.get("/api/teachers/2/sessions").await;
@@ -636,4 +643,70 @@ async fn the_example_binary_serves_and_exports_metrics() {
             && l.ends_with(" 1")),
         "no hit counted in /metrics:\n{text}"
     );
+}
+
+#[cfg(feature = "redis")]
+#[allow(dead_code)]
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+/// With `--redis`, entries live in Redis: a restarted example process
+/// answers from them without calling its handlers, and invalidation still
+/// works across the restart.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn the_example_over_redis_keeps_entries_across_restarts() {
+    let Some(redis) = redis_server::RedisServer::start() else {
+        return;
+    };
+    let url = redis.url();
+    // Restart on the same address: the default key matches the Host header,
+    // which behind a load balancer is the same for every instance.
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string();
+    let args = [
+        "--listen",
+        listen.as_str(),
+        "--origin-delay-ms",
+        "0",
+        "--redis",
+        url.as_str(),
+    ];
+    let path = "/api/teachers/4/sessions";
+
+    let (first, addr) = start_example(&args).await;
+    let server = Server::connect(addr);
+    let miss = server.get(path).await;
+    assert_eq!(miss.status, StatusCode::OK);
+    assert_not_hit(&miss, "first GET over Redis");
+    assert_hit(&server.get(path).await, "second GET over Redis");
+    drop(first);
+
+    let (_second, addr) = start_example(&args).await;
+    let server = Server::connect(addr);
+    let after_restart = server.get(path).await;
+    assert_hit(&after_restart, "GET after the example restarted");
+    assert_eq!(after_restart.body, miss.body);
+    assert_eq!(
+        server.origin_calls("session-list").await,
+        0,
+        "the new process never ran the handler"
+    );
+
+    // Each process seeds its own in-memory data, so invalidation is what
+    // keeps the shared entries honest: a write in this process replaces them.
+    let created = server
+        .send(
+            Method::POST,
+            "/api/teachers/4/sessions",
+            None,
+            Some(r#"{"title": "Chemistry"}"#),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let fresh = server.get(path).await;
+    assert_not_hit(&fresh, "GET after the write");
+    assert!(String::from_utf8_lossy(&fresh.body).contains("Chemistry"));
 }

@@ -25,13 +25,27 @@ use args::{Args, Command};
 /// Chooses and builds the response store. The only place that knows which
 /// stores exist.
 async fn build_cache(args: &Args) -> Result<Cache, String> {
-    if args.redis.is_some() {
-        return Err(
+    let builder = Cache::builder().cache_name("classroom");
+    match &args.redis {
+        None => Ok(builder.build()),
+        #[cfg(feature = "redis")]
+        Some(url) => {
+            // Built even while Redis is down: the app then serves from the
+            // origin and starts caching as soon as Redis answers.
+            let store = tagcache::RedisStore::builder(url.as_str())
+                .namespace("classroom")
+                .build()
+                .await
+                .map_err(|e| format!("cannot use Redis at {url}: {e}"))?;
+            eprintln!("classroom: caching in Redis at {url} (namespace `classroom`)");
+            Ok(builder.store(store).build())
+        }
+        #[cfg(not(feature = "redis"))]
+        Some(_) => Err(
             "Redis support needs `--features redis`; this build has only the in-memory store"
                 .to_owned(),
-        );
+        ),
     }
-    Ok(Cache::builder().cache_name("classroom").build())
 }
 
 /// Installs the global Prometheus recorder, with the periodic upkeep that

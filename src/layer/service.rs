@@ -304,7 +304,9 @@ where
         forward.no_store = true;
         return forward.fill(None).await;
     }
-    if !policy.coalesce {
+    // A client that asked for the origin's answer (on a route that honours
+    // it) must not take another request's flight, which may predate it.
+    if !policy.coalesce || forward.kind == MissKind::Request {
         return forward.fill(None).await;
     }
     coalesced(forward).await
@@ -353,10 +355,19 @@ where
     for _ in 0..MAX_JOINS {
         let flight = match coalescer.join(forward.hash) {
             Role::Leader(mut guard) => {
-                if !matches!(forward.kind, MissKind::Request | MissKind::StoreError) {
+                if forward.kind != MissKind::StoreError {
                     let found = shared.cache.store().get(forward.hash).await.ok().flatten();
-                    if let Some(response) = recheck(&forward, found, &mut guard) {
-                        return Ok(response);
+                    if let Some(entry) = fresh_after_lead(&forward, found, &mut guard) {
+                        policy.metrics.hit();
+                        let now = now_micros();
+                        let status = respond::hit_status(&shared.cache.inner().name, &entry, now);
+                        return Ok(respond::from_entry(
+                            &entry,
+                            &forward.parts.headers,
+                            false,
+                            now,
+                            status,
+                        ));
                     }
                 }
                 return forward.fill(Some(guard)).await;
@@ -414,39 +425,30 @@ where
     forward.fill(None).await
 }
 
-/// Looks the key up once more after winning the lead: a previous leader may
-/// have stored the entry and left the table between this request's lookup
-/// and its join, and calling the origin again would break "one origin call
-/// per key". A fresh entry found here is also handed to anyone who already
+/// Judges an entry looked up again after winning the lead: a previous
+/// leader may have stored it and left the table between this request's
+/// lookup and its join, and calling the origin again would break "one
+/// origin call per key". A fresh entry is handed to anyone who already
 /// joined this flight.
-fn recheck<S, ReqB, ResB>(
+fn fresh_after_lead<S, ReqB>(
     forward: &Forward<S, ReqB>,
     found: Option<Arc<Entry>>,
     guard: &mut FlightGuard,
-) -> Option<Response<CacheBody<ResB>>> {
+) -> Option<Arc<Entry>> {
     let shared = &forward.shared;
-    let now = now_micros();
     let verdict = shared.policy.evaluate(
         &**shared.cache.store(),
         found,
         &forward.key,
         forward.identity.as_deref(),
         &forward.parts.headers,
-        now,
+        now_micros(),
     );
     let Verdict::Fresh(entry) = verdict else {
         return None;
     };
-    shared.policy.metrics.hit();
     guard.share(entry.clone());
-    let status = respond::hit_status(&shared.cache.inner().name, &entry, now);
-    Some(respond::from_entry(
-        &entry,
-        &forward.parts.headers,
-        false,
-        now,
-        status,
-    ))
+    Some(entry)
 }
 
 /// Serves stale now, refreshes once in the background: only the request that
@@ -475,6 +477,12 @@ where
     let deadline = forward.shared.policy.refresh_timeout;
     runtime.spawn(async move {
         let refresh = async move {
+            let mut guard = guard;
+            // Another refresh may have landed since this request's lookup.
+            let found = forward.shared.cache.store().get(forward.hash).await;
+            if fresh_after_lead(&forward, found.ok().flatten(), &mut guard).is_some() {
+                return;
+            }
             if let Ok(response) = forward.fill(Some(guard)).await {
                 drain(response.into_body()).await;
             }

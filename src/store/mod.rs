@@ -18,7 +18,11 @@ use crate::entry::{Entry, KeyHash, Tag};
 use crate::stamp::{InvalidationMode, Stamp, Validity};
 
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisStore, RedisStoreBuilder};
 pub use memory::MemoryStore;
 
 /// The error a store reports. Stores fail open: the layers answer from the

@@ -1,0 +1,510 @@
+//! The Redis store: entries shared by every instance of an application, on
+//! one Redis node or a Redis Cluster (feature `redis`).
+//!
+//! # Layout
+//!
+//! With the namespace `ns` (see [`RedisStoreBuilder::namespace`]):
+//!
+//! | key | type | what |
+//! |-----|------|------|
+//! | `ns:e:<32 hex>` | string, `PX` | one entry, under the 128-bit [`KeyHash`] of its key (fixed length whatever the URL; the readable key is inside and checked on every hit) |
+//! | `{ns}:clock` | string | the last stamp handed out |
+//! | `{ns}:tags` | hash | `h:<tag>` / `s:<tag>` → stamp of the tag's last hard / soft invalidation; `floor` → stamp of the last [`invalidate_all`](crate::Cache::purge_all) |
+//! | `{ns}:tagtimes` | sorted set | `h:<tag>` / `s:<tag>` scored by stamp, to prune old stamps in order |
+//! | `ns:invalidations` | pub/sub channel | every invalidation, for the other instances |
+//!
+//! The three `{ns}` keys share a hash tag, so they live in one cluster slot
+//! and one Lua script can update them atomically; entries spread over all
+//! slots. An entry's value is a versioned binary encoding (see
+//! [`codec`]); a value that does not decode is counted, logged and treated
+//! as a miss, and the next fill overwrites it.
+//!
+//! # Operations
+//!
+//! * **Hit**: one `GET`; the entry's tags are checked against the local
+//!   view of the stamps, with no further round trip. A `GET` that was
+//!   already on its way when this instance wrote the same key returns the
+//!   written entry, so an instance never reads older than its own writes.
+//! * **Miss**: `GET`, then the fill stamp from the clock script (`EVALSHA`),
+//!   the origin call, and `SET key value PX <retention>` where retention is
+//!   the entry's TTL plus its longer stale window, capped by
+//!   [`max_entry_life`](RedisStoreBuilder::max_entry_life).
+//! * **Invalidate**: one `EVALSHA` that takes a stamp
+//!   (`max(last + 1, server time in µs)`, so it never goes backwards even if
+//!   the clock key is lost), records it for each tag, prunes up to
+//!   `100 + 2 × tags` stamps older than `max_entry_life`, and publishes the
+//!   invalidation. The returned stamp is applied to the local view before
+//!   the call resolves, so this instance never serves an invalidated entry
+//!   after `invalidate` returned; other instances apply it when the message
+//!   reaches them (typically well under a millisecond on a LAN).
+//!
+//! # The local view
+//!
+//! At startup (and after any loss of the subscription) the store subscribes
+//! to the channel and then reads the whole stamp hash (`HSCAN` in pages).
+//! While the subscription is down, invalidations from other instances could
+//! be missed, so the store counts every entry as invalid (a miss) until it
+//! has resubscribed and reloaded.
+//!
+//! # Failures
+//!
+//! Every call is bounded by [`response_timeout`](RedisStoreBuilder::response_timeout)
+//! (default 100 ms), connection attempts by
+//! [`connect_timeout`](RedisStoreBuilder::connect_timeout) (default 250 ms).
+//! When Redis is down, slow or answering errors, calls fail with a
+//! [`StoreError`] and the layers serve from the origin (fail-open); the
+//! connection and the feed reconnect by themselves, and hits resume without
+//! rebuilding anything. A store built while Redis is down starts in that
+//! state.
+//!
+//! # Recommended server settings
+//!
+//! Entries expire by `PX`, but a cache should also be bounded by memory:
+//!
+//! ```text
+//! maxmemory 2gb
+//! maxmemory-policy volatile-lru   # or allkeys-lru if the instance holds only cache data
+//! ```
+//!
+//! With `volatile-lru` only keys with a TTL (the entries) are evicted; the
+//! clock and the stamp table have none and stay. With `allkeys-lru` the
+//! stamp table can be evicted too: entries then look valid to an instance
+//! that reloads its view, so prefer `volatile-lru` unless the memory of the
+//! instance is dedicated and generous. Persistence is not needed for
+//! correctness of the clock (it follows server time), but without it a
+//! restart drops the entries (misses, not errors).
+//!
+//! Connections are multiplexed: one [`ConnectionManager`](redis::aio::ConnectionManager)
+//! connection for a single node, the async cluster client for a cluster,
+//! plus one dedicated pub/sub connection; no pool.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::Value;
+
+use crate::entry::{Entry, KeyHash, Tag};
+use crate::stamp::{InvalidationMode, Stamp, Validity};
+use crate::store::{Store, StoreError, StoreErrorKind, StoreFuture, StoreResult};
+
+pub mod codec;
+mod config;
+mod conn;
+mod recent;
+mod scripts;
+mod view;
+
+pub use config::{
+    RedisStoreBuilder, RedisUrls, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FEED_PING_INTERVAL,
+    DEFAULT_MAX_ENTRY_LIFE, DEFAULT_MAX_TAGS, DEFAULT_NAMESPACE, DEFAULT_RESPONSE_TIMEOUT,
+};
+
+use config::Options;
+use conn::{map_error, unavailable, ClusterSlot, Conn};
+use recent::Recent;
+use view::View;
+
+/// The key names of one namespace.
+pub(crate) struct Keys {
+    /// `ns:e:`, followed by the 32-hex key hash.
+    entry_prefix: String,
+    clock: String,
+    tags: String,
+    times: String,
+    channel: String,
+}
+
+impl Keys {
+    fn new(ns: &str) -> Keys {
+        Keys {
+            entry_prefix: format!("{ns}:e:"),
+            clock: format!("{{{ns}}}:clock"),
+            tags: format!("{{{ns}}}:tags"),
+            times: format!("{{{ns}}}:tagtimes"),
+            channel: format!("{ns}:invalidations"),
+        }
+    }
+
+    fn entry(&self, key: KeyHash) -> String {
+        use std::fmt::Write;
+        let mut out = String::with_capacity(self.entry_prefix.len() + 32);
+        out.push_str(&self.entry_prefix);
+        let _ = write!(out, "{:032x}", key.0);
+        out
+    }
+}
+
+/// What the store and its background task share.
+pub(crate) struct Shared {
+    conn: Conn,
+    view: View,
+    keys: Keys,
+    options: Options,
+    namespace: String,
+    /// One client per node the feed may subscribe on, tried in turn.
+    pubsub_clients: Vec<redis::Client>,
+    cluster: Option<(redis::cluster::ClusterClient, Arc<ClusterSlot>)>,
+    recent: Recent,
+    corrupt: AtomicU64,
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A [`Store`] in Redis or Redis Cluster, shared by every instance that uses
+/// the same namespace. See the [module documentation](self) for the layout,
+/// the operations and the recommended server settings.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use axum::{routing::get, Router};
+/// use tagcache::{Cache, RedisStore};
+///
+/// # async fn handler() -> &'static str { "[]" }
+/// # async fn run() -> Result<(), tagcache::StoreError> {
+/// let store = RedisStore::builder("redis://127.0.0.1:6379")
+///     .namespace("classroom")
+///     .connect_timeout(Duration::from_millis(250))
+///     .response_timeout(Duration::from_millis(100))
+///     .max_entry_life(Duration::from_secs(6 * 3600))
+///     .build()
+///     .await?;
+/// let cache = Cache::new(store);
+/// let app: Router = Router::new().route(
+///     "/sessions",
+///     get(handler).route_layer(cache.layer("sessions").ttl(Duration::from_secs(60))),
+/// );
+///
+/// // A Redis Cluster: any subset of the nodes as seeds.
+/// let clustered = RedisStore::builder(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])
+///     .cluster(true)
+///     .namespace("classroom")
+///     .build()
+///     .await?;
+/// # let _ = (app, clustered);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shared = &self.handle.shared;
+        f.debug_struct("RedisStore")
+            .field("namespace", &shared.namespace)
+            .field("cluster", &shared.cluster.is_some())
+            .field("in_sync", &shared.view.is_synced())
+            .field("tag_stamps", &shared.view.tag_stamp_count())
+            .finish()
+    }
+}
+
+impl RedisStore {
+    /// Options for a store at `urls`: one URL such as
+    /// `"redis://127.0.0.1:6379"` (or `rediss://`, `redis+unix://`), or the
+    /// seed nodes of a cluster together with [`RedisStoreBuilder::cluster`].
+    pub fn builder(urls: impl RedisUrls) -> RedisStoreBuilder {
+        RedisStoreBuilder::new(urls.into_urls())
+    }
+
+    async fn connect(builder: RedisStoreBuilder) -> Result<RedisStore, StoreError> {
+        let RedisStoreBuilder {
+            urls,
+            namespace,
+            cluster,
+            options,
+        } = builder;
+        let pubsub_clients = urls
+            .iter()
+            .map(|url| {
+                redis::Client::open(url.as_str()).map_err(|e| {
+                    StoreError::new(
+                        StoreErrorKind::Other,
+                        format!("invalid Redis URL {url:?}: {e}"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (conn, cluster) = if cluster {
+            let client =
+                Conn::cluster_client(&urls, options.connect_timeout, options.response_timeout)?;
+            let slot = ClusterSlot::empty();
+            (Conn::Cluster(slot.clone()), Some((client, slot)))
+        } else {
+            let conn = Conn::single(&urls[0], options.connect_timeout, options.response_timeout)?;
+            (conn, None)
+        };
+        let shared = Arc::new(Shared {
+            conn,
+            view: View::new(options.max_entry_life, options.max_tags),
+            recent: Recent::new(options.response_timeout),
+            keys: Keys::new(&namespace),
+            options,
+            namespace,
+            pubsub_clients,
+            cluster,
+            corrupt: AtomicU64::new(0),
+        });
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(view::run(shared.clone(), first_tx)).abort_handle();
+        let store = RedisStore {
+            handle: Arc::new(Handle { shared, task }),
+        };
+        // Wait for the first attempt to subscribe and load: it either
+        // succeeds (the store starts in sync) or fails (the store starts
+        // failing open and the task keeps trying).
+        match first_rx.await {
+            Ok(true) => {}
+            _ => tracing::warn!(
+                namespace = %store.handle.shared.namespace,
+                "tagcache could not reach Redis; serving from the origin until it can"
+            ),
+        }
+        Ok(store)
+    }
+
+    /// The key prefix in use.
+    pub fn namespace(&self) -> &str {
+        &self.handle.shared.namespace
+    }
+
+    /// Whether the local view of the tag stamps is subscribed and loaded.
+    /// While it is not, every entry counts as a miss.
+    pub fn is_in_sync(&self) -> bool {
+        self.handle.shared.view.is_synced()
+    }
+
+    /// How many stored values failed to decode (and were treated as misses)
+    /// since the store was built.
+    pub fn corrupt_entries(&self) -> u64 {
+        self.handle.shared.corrupt.load(Ordering::Relaxed)
+    }
+
+    /// Number of tag stamps in this instance's view.
+    pub fn tag_stamp_count(&self) -> usize {
+        self.handle.shared.view.tag_stamp_count()
+    }
+
+    /// The Redis key an entry is stored under.
+    pub fn entry_key(&self, key: KeyHash) -> String {
+        self.handle.shared.keys.entry(key)
+    }
+
+    fn shared(&self) -> Arc<Shared> {
+        self.handle.shared.clone()
+    }
+}
+
+/// Starts a store call at once: the future is polled a first time before it
+/// is handed back, which puts the command on the (ordered, multiplexed)
+/// connection. Commands therefore reach Redis in the order the store's
+/// methods were called: a `get` right after a `put` of the same key sees the
+/// new entry even though the put's answer has not come back yet. (Only when
+/// the connection's send queue is full does a command wait, and then a
+/// later one may overtake it: a miss instead of a hit, never a wrong
+/// answer.)
+fn eager<T: Send + 'static>(
+    future: impl Future<Output = StoreResult<T>> + Send + 'static,
+) -> StoreFuture<T> {
+    // Unconstrained: with the task's cooperative budget spent, tokio would
+    // answer the first poll with `Pending` before queueing the command.
+    let mut future = Box::pin(tokio::task::unconstrained(future));
+    if tokio::runtime::Handle::try_current().is_err() {
+        // Timers need a runtime: leave the first poll to the caller's.
+        return StoreFuture::Pending(future);
+    }
+    let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+    match future.as_mut().poll(&mut cx) {
+        Poll::Ready(result) => StoreFuture::ready(result),
+        Poll::Pending => StoreFuture::Pending(future),
+    }
+}
+
+/// Runs `future` within the store's response timeout.
+async fn bounded<T>(
+    shared: &Shared,
+    what: &'static str,
+    future: impl Future<Output = Result<T, redis::RedisError>>,
+) -> StoreResult<T> {
+    match tokio::time::timeout(shared.options.response_timeout, future).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(map_error(&error)),
+        Err(_) => Err(unavailable(format!(
+            "redis {what}: no answer within {:?}",
+            shared.options.response_timeout
+        ))),
+    }
+}
+
+fn parse_stamp(raw: &str) -> StoreResult<Stamp> {
+    raw.parse().map(Stamp).map_err(|_| {
+        StoreError::new(
+            StoreErrorKind::Corrupt,
+            format!("redis clock returned {raw:?}"),
+        )
+    })
+}
+
+fn retention_millis(entry: &Entry, max_entry_life: Duration) -> u64 {
+    let retention = entry.retention().min(max_entry_life);
+    u64::try_from(retention.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+impl Shared {
+    fn decode(&self, key: KeyHash, raw: Vec<u8>) -> Option<Arc<Entry>> {
+        match codec::decode(Bytes::from(raw)) {
+            Ok(entry) => Some(Arc::new(entry)),
+            Err(error) => {
+                self.corrupt.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("tagcache_redis_corrupt_entries_total").increment(1);
+                tracing::warn!(key = %self.keys.entry(key), %error, "tagcache found an undecodable entry in Redis; treating it as a miss");
+                None
+            }
+        }
+    }
+
+    async fn invalidate(&self, mode: &'static str, tags: &[Tag]) -> StoreResult<Stamp> {
+        let mut invocation = scripts::INVALIDATE.key(&self.keys.clock);
+        invocation
+            .key(&self.keys.tags)
+            .key(&self.keys.times)
+            .arg(mode)
+            .arg(self.options.max_entry_life.as_micros() as u64)
+            .arg(&self.keys.channel);
+        for tag in tags {
+            invocation.arg(tag.as_bytes());
+        }
+        let raw: String = bounded(self, "invalidate", self.conn.script(&invocation)).await?;
+        parse_stamp(&raw)
+    }
+}
+
+impl Store for RedisStore {
+    fn get(&self, key: KeyHash) -> StoreFuture<Option<Arc<Entry>>> {
+        let shared = self.shared();
+        let started = shared.recent.read_started();
+        eager(async move {
+            let redis_key = shared.keys.entry(key);
+            let mut cmd = redis::cmd("GET");
+            cmd.arg(&redis_key);
+            let value: Value = bounded(&shared, "GET", shared.conn.query(&cmd)).await?;
+            if let Some(newer) = shared.recent.newer_than(key, started) {
+                return Ok(Some(newer));
+            }
+            match value {
+                Value::Nil => Ok(None),
+                Value::BulkString(raw) => Ok(shared.decode(key, raw)),
+                other => Err(StoreError::new(
+                    StoreErrorKind::Corrupt,
+                    format!("redis GET {redis_key} answered {other:?}"),
+                )),
+            }
+        })
+    }
+
+    fn put(&self, key: KeyHash, entry: Arc<Entry>) -> StoreFuture<()> {
+        let shared = self.shared();
+        let seq = shared.recent.write_started(key, entry.clone());
+        eager(async move {
+            let value = codec::encode(&entry);
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(shared.keys.entry(key))
+                .arg(&value[..])
+                .arg("PX")
+                .arg(retention_millis(&entry, shared.options.max_entry_life));
+            let result = bounded(&shared, "SET", shared.conn.query::<Value>(&cmd)).await;
+            shared.recent.write_answered(key, seq);
+            result.map(drop)
+        })
+    }
+
+    fn remove(&self, key: KeyHash) -> StoreFuture<()> {
+        let shared = self.shared();
+        shared.recent.removed(key);
+        eager(async move {
+            let mut cmd = redis::cmd("DEL");
+            cmd.arg(shared.keys.entry(key));
+            bounded(&shared, "DEL", shared.conn.query::<Value>(&cmd)).await?;
+            Ok(())
+        })
+    }
+
+    fn fill_stamp(&self) -> StoreFuture<Stamp> {
+        let shared = self.shared();
+        eager(async move {
+            let invocation = scripts::FILL_STAMP.key(&shared.keys.clock);
+            let raw: String = bounded(&shared, "clock", shared.conn.script(&invocation)).await?;
+            parse_stamp(&raw)
+        })
+    }
+
+    fn invalidate(&self, tags: &[Tag], mode: InvalidationMode) -> StoreFuture<Stamp> {
+        let shared = self.shared();
+        let tags: Vec<Tag> = tags.to_vec();
+        eager(async move {
+            let code = match mode {
+                InvalidationMode::Hard => "h",
+                InvalidationMode::Soft => "s",
+            };
+            let stamp = shared.invalidate(code, &tags).await?;
+            // Seen here before the caller hears back.
+            shared.view.apply(&tags, stamp, mode);
+            Ok(stamp)
+        })
+    }
+
+    fn invalidate_all(&self) -> StoreFuture<Stamp> {
+        let shared = self.shared();
+        eager(async move {
+            let stamp = shared.invalidate("a", &[]).await?;
+            shared.view.apply_all(stamp);
+            Ok(stamp)
+        })
+    }
+
+    fn validity(&self, entry: &Entry) -> Validity {
+        self.handle.shared.view.validity(entry)
+    }
+
+    fn outlived(&self, fill_stamp: Stamp, now_micros: u64) -> bool {
+        now_micros.saturating_sub(fill_stamp.0)
+            > self.handle.shared.options.max_entry_life.as_micros() as u64
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_layout() {
+        let keys = Keys::new("app");
+        assert_eq!(keys.entry(KeyHash(0xabc)), format!("app:e:{:032x}", 0xabc));
+        assert_eq!(keys.entry(KeyHash(u128::MAX)).len(), "app:e:".len() + 32);
+        assert_eq!(keys.clock, "{app}:clock");
+        assert_eq!(keys.tags, "{app}:tags");
+        assert_eq!(keys.times, "{app}:tagtimes");
+        assert_eq!(keys.channel, "app:invalidations");
+    }
+}

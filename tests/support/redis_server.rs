@@ -1,0 +1,529 @@
+//! Real `redis-server` processes for tests: a single node that can be
+//! stopped and restarted on the same port, and a 3-master cluster.
+//!
+//! Each server runs in a fresh temporary directory with persistence off and
+//! is killed on drop. When `redis-server` is not on `PATH` the helpers print
+//! a `SKIP:` line and return `None`, unless `TAGCACHE_REQUIRE_REDIS=1`, in
+//! which case they panic.
+//!
+//! Talking to the servers uses a tiny blocking RESP client over std, so this
+//! module needs nothing but the standard library.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const SKIP_MESSAGE: &str =
+    "SKIP: redis-server not found on PATH; set TAGCACHE_REQUIRE_REDIS=1 to fail instead";
+
+/// Whether the binaries needed are on `PATH`; prints the skip line (or
+/// panics under `TAGCACHE_REQUIRE_REDIS=1`) when they are not.
+pub fn redis_available(need_cli: bool) -> bool {
+    let mut missing = Vec::new();
+    if find_on_path("redis-server").is_none() {
+        missing.push("redis-server");
+    }
+    if need_cli && find_on_path("redis-cli").is_none() {
+        missing.push("redis-cli");
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("TAGCACHE_REQUIRE_REDIS").as_deref() == Ok("1") {
+        panic!(
+            "{} not found on PATH and TAGCACHE_REQUIRE_REDIS=1",
+            missing.join(" and ")
+        );
+    }
+    if missing.contains(&"redis-server") {
+        println!("{SKIP_MESSAGE}");
+    } else {
+        println!("SKIP: redis-cli not found on PATH; set TAGCACHE_REQUIRE_REDIS=1 to fail instead");
+    }
+    false
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+fn unique() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos
+        ^ (u64::from(std::process::id()) << 32)
+        ^ COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+fn fresh_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "tagcache-{tag}-{}-{:x}",
+        std::process::id(),
+        unique()
+    ));
+    fs::create_dir_all(&dir).expect("create temp dir for redis-server");
+    dir
+}
+
+/// A free loopback port from the OS (ephemeral range).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// A free port below 22768 whose cluster bus port (+10000) is free too.
+fn free_cluster_port() -> u16 {
+    let mut seed = unique();
+    loop {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let port = 12000 + ((seed >> 33) % 10000) as u16;
+        let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 10000) {
+            return port;
+        }
+    }
+}
+
+/// One `redis-server` process.
+pub struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    extra: Vec<String>,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port, or `None` (after printing why) when
+    /// `redis-server` is not installed.
+    pub fn start() -> Option<RedisServer> {
+        if !redis_available(false) {
+            return None;
+        }
+        for _ in 0..5 {
+            let mut server = RedisServer::stopped_on(free_port(), Vec::new(), "redis");
+            if server.try_start().is_ok() {
+                return Some(server);
+            }
+        }
+        panic!("could not start redis-server");
+    }
+
+    /// Chooses a port and a directory without starting the server (for
+    /// tests that need Redis to be down first). `None` when not installed.
+    pub fn stopped() -> Option<RedisServer> {
+        if !redis_available(false) {
+            return None;
+        }
+        Some(RedisServer::stopped_on(free_port(), Vec::new(), "redis"))
+    }
+
+    fn stopped_on(port: u16, extra: Vec<String>, tag: &str) -> RedisServer {
+        RedisServer {
+            port,
+            dir: fresh_dir(tag),
+            extra,
+            child: None,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn try_start(&mut self) -> io::Result<()> {
+        assert!(self.child.is_none(), "server already running");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("redis.log"))?;
+        let mut command = Command::new("redis-server");
+        command
+            .arg("--port")
+            .arg(self.port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--save")
+            .arg("")
+            .arg("--appendonly")
+            .arg("no")
+            .arg("--daemonize")
+            .arg("no")
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log));
+        let mut child = command.spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Err(io::Error::other(format!(
+                    "redis-server on port {} exited with {status}; see {}",
+                    self.port,
+                    self.dir.join("redis.log").display()
+                )));
+            }
+            if let Ok(Reply::Simple(pong)) = command_on(self.port, &[b"PING"]) {
+                if pong == "PONG" {
+                    self.child = Some(child);
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(io::Error::other("redis-server did not answer PING"));
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port (an empty dataset: there is
+    /// no persistence). Retries while the port is being released.
+    pub fn restart(&mut self) {
+        self.stop();
+        let mut last = None;
+        for _ in 0..50 {
+            match self.try_start() {
+                Ok(()) => return,
+                Err(e) => last = Some(e),
+            }
+            sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "could not restart redis-server on port {}: {last:?}",
+            self.port
+        );
+    }
+
+    /// Freezes the process (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a paused process (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("server running");
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
+    /// Runs one command on a fresh connection.
+    pub fn cmd(&self, args: &[&[u8]]) -> Reply {
+        command_on(self.port, args)
+            .unwrap_or_else(|e| panic!("redis command {:?} failed: {e}", printable(args)))
+    }
+
+    /// Runs one command given as strings.
+    pub fn cmd_str(&self, args: &[&str]) -> Reply {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.cmd(&args)
+    }
+
+    /// `calls` per command from `INFO commandstats` (`get`, `evalsha`, ...).
+    pub fn command_calls(&self) -> HashMap<String, u64> {
+        let info = self.cmd_str(&["INFO", "commandstats"]).text();
+        let mut calls = HashMap::new();
+        for line in info.lines() {
+            let Some(rest) = line.strip_prefix("cmdstat_") else {
+                continue;
+            };
+            let Some((name, fields)) = rest.split_once(':') else {
+                continue;
+            };
+            let count = fields
+                .split(',')
+                .find_map(|f| f.strip_prefix("calls="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            calls.insert(name.to_owned(), count);
+        }
+        calls
+    }
+
+    /// Keys matching `pattern` (KEYS: test servers only).
+    pub fn keys(&self, pattern: &str) -> Vec<Vec<u8>> {
+        match self.cmd_str(&["KEYS", pattern]) {
+            Reply::Array(items) => items
+                .into_iter()
+                .filter_map(|r| match r {
+                    Reply::Bulk(b) => Some(b),
+                    _ => None,
+                })
+                .collect(),
+            other => panic!("KEYS answered {other:?}"),
+        }
+    }
+
+    pub fn int(&self, args: &[&str]) -> i64 {
+        match self.cmd_str(args) {
+            Reply::Int(n) => n,
+            other => panic!("{args:?} answered {other:?}"),
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Three masters in a Redis Cluster, no replicas.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts the nodes, creates the cluster and waits until every node
+    /// reports `cluster_state:ok`. `None` when Redis is not installed.
+    pub fn start() -> Option<RedisCluster> {
+        if !redis_available(true) {
+            return None;
+        }
+        for attempt in 0..3 {
+            match RedisCluster::try_start() {
+                Ok(cluster) => return Some(cluster),
+                Err(e) if attempt < 2 => eprintln!("retrying cluster start: {e}"),
+                Err(e) => panic!("could not start a redis cluster: {e}"),
+            }
+        }
+        unreachable!()
+    }
+
+    fn try_start() -> io::Result<RedisCluster> {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let port = free_cluster_port();
+            let dir = fresh_dir("redis-cluster");
+            let extra = vec![
+                "--cluster-enabled".to_owned(),
+                "yes".to_owned(),
+                "--cluster-config-file".to_owned(),
+                dir.join("nodes.conf").display().to_string(),
+                "--cluster-node-timeout".to_owned(),
+                "5000".to_owned(),
+            ];
+            let mut node = RedisServer {
+                port,
+                dir,
+                extra,
+                child: None,
+            };
+            node.try_start()?;
+            nodes.push(node);
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let output = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()?;
+        if !output.status.success() {
+            return Err(io::Error::other(format!(
+                "redis-cli --cluster create failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )));
+        }
+        let cluster = RedisCluster { nodes };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = cluster.nodes.iter().all(|node| {
+                let info = node.cmd_str(&["CLUSTER", "INFO"]).text();
+                info.contains("cluster_state:ok")
+                    && info.contains("cluster_slots_ok:16384")
+                    && info.contains("cluster_known_nodes:3")
+            });
+            if ready {
+                return Ok(cluster);
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::other("cluster never reached cluster_state:ok"));
+            }
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The node that owns `key`'s slot.
+    pub fn owner_of(&self, key: &str) -> &RedisServer {
+        let slot = self.nodes[0].int(&["CLUSTER", "KEYSLOT", key]);
+        let Reply::Array(ranges) = self.nodes[0].cmd_str(&["CLUSTER", "SLOTS"]) else {
+            panic!("CLUSTER SLOTS answered something else");
+        };
+        for range in ranges {
+            let Reply::Array(fields) = range else {
+                continue;
+            };
+            let (Some(Reply::Int(start)), Some(Reply::Int(end)), Some(Reply::Array(master))) =
+                (fields.first(), fields.get(1), fields.get(2))
+            else {
+                continue;
+            };
+            if (*start..=*end).contains(&slot) {
+                let Some(Reply::Int(port)) = master.get(1) else {
+                    continue;
+                };
+                return self
+                    .nodes
+                    .iter()
+                    .find(|n| i64::from(n.port) == *port)
+                    .expect("owner is one of ours");
+            }
+        }
+        panic!("no owner for slot {slot}");
+    }
+}
+
+/// A RESP reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Nil,
+    Int(i64),
+    Simple(String),
+    Error(String),
+    Bulk(Vec<u8>),
+    Array(Vec<Reply>),
+}
+
+impl Reply {
+    /// The reply as text (bulk or simple string); panics otherwise.
+    pub fn text(&self) -> String {
+        match self {
+            Reply::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+            Reply::Simple(s) => s.clone(),
+            other => panic!("expected a string reply, got {other:?}"),
+        }
+    }
+}
+
+fn printable(args: &[&[u8]]) -> Vec<String> {
+    args.iter()
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// Sends one command to `127.0.0.1:port` on a new connection.
+pub fn command_on(port: u16, args: &[&[u8]]) -> io::Result<Reply> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut out = Vec::new();
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    stream.write_all(&out)?;
+    let mut reader = BufReader::new(stream);
+    read_reply(&mut reader)
+}
+
+fn read_reply(reader: &mut impl BufRead) -> io::Result<Reply> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed",
+        ));
+    }
+    let line = line.trim_end_matches(['\r', '\n']);
+    let (kind, rest) = line.split_at(1);
+    let number = || {
+        rest.parse::<i64>()
+            .map_err(|_| io::Error::other(format!("bad RESP line {line:?}")))
+    };
+    Ok(match kind {
+        "+" => Reply::Simple(rest.to_owned()),
+        "-" => Reply::Error(rest.to_owned()),
+        ":" => Reply::Int(number()?),
+        "$" => {
+            let len = number()?;
+            if len < 0 {
+                Reply::Nil
+            } else {
+                let mut buf = vec![0u8; len as usize + 2];
+                reader.read_exact(&mut buf)?;
+                buf.truncate(len as usize);
+                Reply::Bulk(buf)
+            }
+        }
+        "*" => {
+            let len = number()?;
+            if len < 0 {
+                Reply::Nil
+            } else {
+                let mut items = Vec::with_capacity(len as usize);
+                for _ in 0..len {
+                    items.push(read_reply(reader)?);
+                }
+                Reply::Array(items)
+            }
+        }
+        _ => return Err(io::Error::other(format!("bad RESP line {line:?}"))),
+    })
+}
