@@ -646,7 +646,6 @@ async fn the_example_binary_serves_and_exports_metrics() {
 }
 
 #[cfg(feature = "redis")]
-#[allow(dead_code)]
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
