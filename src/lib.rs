@@ -85,7 +85,9 @@ pub use invalidate::InvalidateLayer;
 pub use layer::{CacheBody, CacheLayer, CACHE_STATUS};
 pub use metrics::{CacheStats, RouteStats};
 pub use stamp::{InvalidationMode, Stamp, Validity};
-pub use store::{MemoryStore, Store, StoreError, StoreErrorKind, StoreFuture, StoreResult};
+pub use store::{
+    MemoryStore, Store, StoreError, StoreErrorKind, StoreFuture, StoreResult, TieredStore,
+};
 #[cfg(feature = "redis")]
 pub use store::{RedisStore, RedisStoreBuilder};
 pub use tags::Tags;

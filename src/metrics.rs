@@ -9,7 +9,9 @@
 //! `tagcache_collapsed_total`, `tagcache_bypass_total{reason}`,
 //! `tagcache_not_stored_total{reason}`, `tagcache_invalidations_total`,
 //! `tagcache_store_errors_total{op}` and the histogram
-//! `tagcache_store_seconds{op}`; every one carries `route`.
+//! `tagcache_store_seconds{op}`; every one carries `route`. The Redis store
+//! adds `tagcache_redis_corrupt_entries_total` (stored values that did not
+//! decode and were treated as misses).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

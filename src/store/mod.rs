@@ -18,12 +18,14 @@ use crate::entry::{Entry, KeyHash, Tag};
 use crate::stamp::{InvalidationMode, Stamp, Validity};
 
 pub mod memory;
+pub mod tiered;
 #[cfg(feature = "redis")]
 pub mod redis;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
 pub use memory::MemoryStore;
+pub use tiered::TieredStore;
 
 /// The error a store reports. Stores fail open: the layers answer from the
 /// origin when a store errors, so this is for metrics, logs and direct

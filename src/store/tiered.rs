@@ -1,0 +1,151 @@
+//! An in-process tier in front of a shared store (Redis).
+//!
+//! [`TieredStore`] keeps recently used entries in a byte-bounded
+//! [`MemoryStore`] on each instance and the shared copy in the remote store.
+//! A local hit costs no round trip; everything about invalidation stays with
+//! the remote store:
+//!
+//! * fill stamps, invalidations and the validity of every entry, local or
+//!   not, come from the remote store, whose local view of the tag stamps is
+//!   kept current by its broadcast (for [`RedisStore`](crate::store::redis),
+//!   pub/sub). So a local entry is judged exactly as the same entry read
+//!   from Redis would be: an invalidation made on any instance reaches this
+//!   instance's local tier as soon as it reaches its stamp view, and never
+//!   later.
+//! * while the remote store cannot vouch for its view (the Redis feed is
+//!   down), it reports every entry invalid, local ones included.
+//!
+//! A local entry that is no longer fresh is looked up in the remote store
+//! again before it is used (another instance may have refilled the key);
+//! if the remote has nothing, the local copy still serves stale-while-
+//! revalidate and stale-if-error.
+//!
+//! ```
+//! use tagcache::store::{MemoryStore, TieredStore};
+//!
+//! # fn remote() -> MemoryStore { MemoryStore::default() }
+//! // In production the remote is a `RedisStore`.
+//! let store = TieredStore::new(MemoryStore::builder().max_bytes(32 << 20).build(), remote());
+//! let cache = tagcache::Cache::new(store);
+//! # let _ = cache;
+//! ```
+
+use std::sync::Arc;
+
+use crate::entry::{Entry, KeyHash, Tag};
+use crate::stamp::{now_micros, InvalidationMode, Stamp, Validity};
+use crate::store::{MemoryStore, Store, StoreFuture};
+
+/// A local [`MemoryStore`] tier over a shared remote store.
+pub struct TieredStore<R> {
+    local: Arc<MemoryStore>,
+    remote: R,
+}
+
+impl<R: std::fmt::Debug> std::fmt::Debug for TieredStore<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TieredStore")
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .finish()
+    }
+}
+
+impl<R: Store> TieredStore<R> {
+    /// `local` keeps this instance's copies (only its entry map and byte
+    /// bound are used); `remote` is the shared store.
+    pub fn new(local: MemoryStore, remote: R) -> Self {
+        TieredStore {
+            local: Arc::new(local),
+            remote,
+        }
+    }
+
+    /// The local tier.
+    pub fn local(&self) -> &MemoryStore {
+        &self.local
+    }
+
+    /// The shared store.
+    pub fn remote(&self) -> &R {
+        &self.remote
+    }
+
+    /// The local copy, if it is usable as it is: valid and fresh.
+    fn local_hit(&self, key: KeyHash) -> Option<Arc<Entry>> {
+        let entry = self.local.get(key).now_or_later().ok()?.ok()??;
+        match self.remote.validity(&entry) {
+            Validity::Valid if now_micros() < entry.fresh_until_micros() => Some(entry),
+            Validity::Invalid => {
+                let _ = self.local.remove(key).now_or_later();
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+impl<R: Store> Store for TieredStore<R> {
+    fn get(&self, key: KeyHash) -> StoreFuture<Option<Arc<Entry>>> {
+        if let Some(entry) = self.local_hit(key) {
+            return StoreFuture::ready(Ok(Some(entry)));
+        }
+        // A stale local copy still helps if the remote has nothing.
+        let local_stale = self
+            .local
+            .get(key)
+            .now_or_later()
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+        let local = self.local.clone();
+        let keep = move |found: Option<Arc<Entry>>| match found {
+            Some(entry) => {
+                let _ = local.put(key, entry.clone()).now_or_later();
+                Some(entry)
+            }
+            None => local_stale,
+        };
+        match self.remote.get(key).now_or_later() {
+            Ok(result) => StoreFuture::ready(result.map(keep)),
+            Err(pending) => StoreFuture::pending(async move { pending.await.map(keep) }),
+        }
+    }
+
+    fn put(&self, key: KeyHash, entry: Arc<Entry>) -> StoreFuture<()> {
+        let _ = self.local.put(key, entry.clone()).now_or_later();
+        self.remote.put(key, entry)
+    }
+
+    fn remove(&self, key: KeyHash) -> StoreFuture<()> {
+        let _ = self.local.remove(key).now_or_later();
+        self.remote.remove(key)
+    }
+
+    fn fill_stamp(&self) -> StoreFuture<Stamp> {
+        self.remote.fill_stamp()
+    }
+
+    fn invalidate(&self, tags: &[Tag], mode: InvalidationMode) -> StoreFuture<Stamp> {
+        // Local copies are judged by the remote's stamps: nothing to do here.
+        self.remote.invalidate(tags, mode)
+    }
+
+    fn invalidate_all(&self) -> StoreFuture<Stamp> {
+        // Frees the local memory at once; validity already follows the remote.
+        let _ = self.local.invalidate_all().now_or_later();
+        self.remote.invalidate_all()
+    }
+
+    fn validity(&self, entry: &Entry) -> Validity {
+        self.remote.validity(entry)
+    }
+
+    fn outlived(&self, fill_stamp: Stamp, now_micros: u64) -> bool {
+        self.remote.outlived(fill_stamp, now_micros)
+    }
+
+    fn kind(&self) -> &'static str {
+        "tiered"
+    }
+}

@@ -1,0 +1,119 @@
+//! `TieredStore` (a local memory tier) over a real `RedisStore`.
+#![cfg(feature = "redis")]
+
+#[macro_use]
+#[allow(unused_macros)]
+mod suites;
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use tagcache::{Cache, MemoryStore, RedisStore, TieredStore};
+
+use redis_server::RedisServer;
+use suites::harness::{eventually, get_reply, Counter};
+
+async fn tiered(url: &str, ns: &str) -> Cache {
+    let remote = RedisStore::builder(url)
+        .namespace(ns)
+        .connect_timeout(Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .expect("store builds");
+    Cache::new(TieredStore::new(MemoryStore::default(), remote))
+}
+
+fn app(cache: &Cache, calls: Counter) -> Router {
+    Router::new().route(
+        "/r",
+        get(move || {
+            let calls = calls.clone();
+            async move { format!("call{}", calls.bump()) }
+        })
+        .route_layer(
+            cache
+                .layer("r")
+                .tags(|_, _| ["t"])
+                .ttl(Duration::from_secs(300)),
+        ),
+    )
+}
+
+/// Local hits send nothing to Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_hits_cost_no_round_trip() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let cache = tiered(&server.url(), "local").await;
+    let app = app(&cache, Counter::default());
+    get_reply(&app, "/r").await;
+    let before = server.command_calls();
+    for _ in 0..50 {
+        assert!(get_reply(&app, "/r").await.is_hit());
+    }
+    let after = server.command_calls();
+    let sent: u64 = after
+        .iter()
+        .map(|(name, n)| n - before.get(name).copied().unwrap_or(0))
+        .sum();
+    // `info` itself is the only command between the two readings.
+    assert!(
+        sent <= 1,
+        "local hits reached Redis: {before:?} -> {after:?}"
+    );
+}
+
+/// An invalidation on one instance reaches the other instance's local copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidation_reaches_other_instances_local_tier() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (
+        tiered(&server.url(), "two").await,
+        tiered(&server.url(), "two").await,
+    );
+    let (calls_a, calls_b) = (Counter::default(), Counter::default());
+    let (app_a, app_b) = (app(&a, calls_a.clone()), app(&b, calls_b.clone()));
+    get_reply(&app_a, "/r").await;
+    // B reads A's entry from Redis, then from its own tier.
+    assert!(get_reply(&app_b, "/r").await.is_hit());
+    assert!(get_reply(&app_b, "/r").await.is_hit());
+    assert_eq!(calls_b.get(), 0);
+    a.invalidate(["t"]).await.unwrap();
+    let app_b2 = app_b.clone();
+    eventually("B's local copy is invalidated", 500, || {
+        let app = app_b2.clone();
+        async move { !get_reply(&app, "/r").await.is_hit() }
+    })
+    .await;
+    assert!(calls_b.get() >= 1);
+}
+
+/// Every shared suite case, each over a tiered store on one server.
+mod suite {
+    use super::*;
+
+    fn tiered_caches() -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Cache>>> {
+        let server = RedisServer::start();
+        let next = AtomicUsize::new(0);
+        move || {
+            let n = next.fetch_add(1, Ordering::SeqCst);
+            let url = server.as_ref().map(RedisServer::url);
+            Box::pin(async move {
+                match url {
+                    Some(url) => tiered(&url, &format!("tiered{n}")).await,
+                    None => Cache::default(),
+                }
+            })
+        }
+    }
+
+    store_suite!(tiered_caches());
+}
