@@ -181,7 +181,7 @@ where
             key: self.key.into_boxed_str(),
             identity: self.identity.map(String::into_boxed_str),
             status: head.status,
-            headers: head.headers.clone(),
+            headers: respond::with_slots(&head.headers),
             body: Bytes::new(),
             tags: tags.into_boxed_slice(),
             vary: vary.into_boxed_slice(),

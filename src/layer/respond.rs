@@ -1,5 +1,7 @@
 //! Building responses from entries and decorating passed-through ones.
 
+use std::sync::OnceLock;
+
 use http::header::{AGE, CONTENT_LENGTH};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
@@ -10,6 +12,50 @@ use crate::semantics::conditional::{if_none_match_hits, NOT_MODIFIED_HEADERS};
 
 /// The `Cache-Status` header (RFC 9211).
 pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// Placeholder value of the `Cache-Status` slot in stored headers.
+const SLOT: HeaderValue = HeaderValue::from_static("-");
+
+/// The headers to store for a response: the origin's, plus slots for `Age`
+/// and `Cache-Status` at the end, so answering a hit overwrites them in
+/// place instead of growing the cloned map (an allocation per hit).
+pub(crate) fn with_slots(headers: &HeaderMap) -> HeaderMap {
+    let mut stored = HeaderMap::with_capacity(headers.len() + 2);
+    stored.extend(headers.clone());
+    if !stored.contains_key(AGE) {
+        stored.insert(AGE, HeaderValue::from_static("0"));
+    }
+    if !stored.contains_key(CACHE_STATUS) {
+        stored.insert(CACHE_STATUS, SLOT);
+    }
+    stored
+}
+
+/// The `Age` header for `seconds`: from a table shared by every response
+/// for the first hour (no allocation), formatted beyond that.
+fn age_value(seconds: u64) -> HeaderValue {
+    const TABLE: usize = 3600;
+    static DIGITS: OnceLock<(String, Vec<(u32, u32)>)> = OnceLock::new();
+    let Ok(index) = usize::try_from(seconds) else {
+        return HeaderValue::from(seconds);
+    };
+    if index >= TABLE {
+        return HeaderValue::from(seconds);
+    }
+    let (text, spans) = DIGITS.get_or_init(|| {
+        let mut text = String::new();
+        let spans = (0..TABLE)
+            .map(|n| {
+                let start = text.len() as u32;
+                text.push_str(itoa::Buffer::new().format(n));
+                (start, text.len() as u32)
+            })
+            .collect();
+        (text, spans)
+    });
+    let (start, end) = spans[index];
+    HeaderValue::from_static(&text[start as usize..end as usize])
+}
 
 /// Whole seconds between `from` and `to` (µs), rounding towards zero.
 pub(crate) fn seconds_between(from: u64, to: u64) -> i64 {
@@ -66,8 +112,15 @@ pub(crate) fn from_entry<B>(
         (entry.status, headers, body)
     };
     let age = now.saturating_sub(entry.stored_at_micros) / 1_000_000;
-    headers.insert(AGE, HeaderValue::from(age));
-    headers.append(CACHE_STATUS, cache_status);
+    headers.insert(AGE, age_value(age));
+    // Stored entries keep a slot for our Cache-Status (see `with_slots`):
+    // filling it in place does not grow the cloned map. An origin that sent
+    // its own Cache-Status keeps it, and ours is appended after it.
+    if headers.get(CACHE_STATUS) == Some(&SLOT) {
+        headers.insert(CACHE_STATUS, cache_status);
+    } else {
+        headers.append(CACHE_STATUS, cache_status);
+    }
     let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;
@@ -78,4 +131,29 @@ pub(crate) fn from_entry<B>(
 pub(crate) fn with_status<B>(mut response: Response<B>, cache_status: HeaderValue) -> Response<B> {
     response.headers_mut().append(CACHE_STATUS, cache_status);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_from_the_table_and_beyond() {
+        assert_eq!(age_value(0), "0");
+        assert_eq!(age_value(59), "59");
+        assert_eq!(age_value(3599), "3599");
+        assert_eq!(age_value(3600), "3600");
+        assert_eq!(age_value(u64::MAX), u64::MAX.to_string().as_str());
+    }
+
+    #[test]
+    fn slots_are_added_once_and_origin_status_is_kept() {
+        let mut origin = HeaderMap::new();
+        origin.append("x", HeaderValue::from_static("1"));
+        let stored = with_slots(&origin);
+        assert_eq!(stored.len(), 3);
+        assert_eq!(stored.get(CACHE_STATUS), Some(&SLOT));
+        origin.insert(CACHE_STATUS, HeaderValue::from_static("inner; hit"));
+        assert_eq!(with_slots(&origin).get(CACHE_STATUS).unwrap(), "inner; hit");
+    }
 }

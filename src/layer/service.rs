@@ -120,12 +120,10 @@ where
             Lookup::Done(Verdict::Miss(MissKind::Request))
         } else {
             let store = self.shared.cache.store();
-            let started = Instant::now();
+            // Only stores that answer asynchronously have a latency worth
+            // recording; an in-memory lookup is not timed.
             match store.get(hash).now_or_later() {
                 Ok(found) => {
-                    policy
-                        .metrics
-                        .store_latency(StoreOp::Get, started.elapsed());
                     let now = now_micros();
                     let verdict = match found {
                         Ok(found) => policy.evaluate(
@@ -152,7 +150,7 @@ where
                     }
                     Lookup::Done(verdict)
                 }
-                Err(pending) => Lookup::Pending(pending, started),
+                Err(pending) => Lookup::Pending(pending, Instant::now()),
             }
         };
 

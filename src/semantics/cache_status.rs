@@ -127,20 +127,56 @@ impl NotStoredReason {
 /// ```
 #[derive(Debug)]
 pub struct CacheStatus {
-    buf: String,
+    buf: Buf,
+}
+
+/// The text being written: on the stack while it fits (it always does for
+/// reasonable cache names), so a hit pays one allocation for the header.
+#[derive(Debug)]
+struct Buf {
+    inline: [u8; 96],
+    len: usize,
+    spilled: Option<Vec<u8>>,
+}
+
+impl Buf {
+    fn push(&mut self, text: &str) {
+        let bytes = text.as_bytes();
+        if let Some(spilled) = &mut self.spilled {
+            spilled.extend_from_slice(bytes);
+        } else if self.len + bytes.len() <= self.inline.len() {
+            self.inline[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        } else {
+            let mut spilled = self.inline[..self.len].to_vec();
+            spilled.extend_from_slice(bytes);
+            self.spilled = Some(spilled);
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match &self.spilled {
+            Some(spilled) => spilled,
+            None => &self.inline[..self.len],
+        }
+    }
 }
 
 impl CacheStatus {
     /// Starts a member for the cache called `name`.
     pub fn new(name: &str) -> Self {
-        let mut buf = String::with_capacity(48);
-        buf.push_str(name);
+        let mut buf = Buf {
+            inline: [0; 96],
+            len: 0,
+            spilled: None,
+        };
+        buf.push(name);
         Self { buf }
     }
 
     fn param(mut self, param: &str) -> Self {
-        self.buf.push_str("; ");
-        self.buf.push_str(param);
+        self.buf.push("; ");
+        self.buf.push(param);
         self
     }
 
@@ -182,13 +218,14 @@ impl CacheStatus {
     }
 
     fn raw(mut self, text: &str) -> Self {
-        self.buf.push_str(text);
+        self.buf.push(text);
         self
     }
 
     /// The header value.
     pub fn finish(self) -> HeaderValue {
-        HeaderValue::try_from(self.buf).expect("cache name and tokens are valid header text")
+        HeaderValue::from_bytes(self.buf.as_bytes())
+            .expect("cache name and tokens are valid header text")
     }
 }
 
@@ -227,6 +264,13 @@ mod tests {
             CacheStatus::new("c").fwd("miss").fwd_status(500).finish(),
             "c; fwd=miss; fwd-status=500"
         );
+    }
+
+    #[test]
+    fn long_names_spill_to_the_heap() {
+        let name = format!("c{}", "x".repeat(200));
+        let value = CacheStatus::new(&name).hit().ttl(5).finish();
+        assert_eq!(value, format!("{name}; hit; ttl=5").as_str());
     }
 
     #[test]
