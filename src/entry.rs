@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::{xxh3_128, Xxh3Default};
 
 use crate::stamp::Stamp;
 
@@ -31,23 +31,58 @@ impl KeyHash {
 
 /// Builds a [`KeyHash`] without allocating: every part is length-prefixed so
 /// that `("ab", "c")` and `("a", "bc")` never hash alike.
-#[derive(Default)]
-pub(crate) struct KeyHasher(Xxh3);
+///
+/// Parts are gathered on the stack and hashed in one call (much cheaper than
+/// setting up a streaming state for a short key); a key that outgrows the
+/// buffer moves to the streaming hasher, which gives the same digest for
+/// the same bytes.
+pub(crate) struct KeyHasher {
+    inline: [u8; 384],
+    len: usize,
+    streaming: Option<Box<Xxh3Default>>,
+}
+
+impl Default for KeyHasher {
+    fn default() -> Self {
+        KeyHasher {
+            inline: [0; 384],
+            len: 0,
+            streaming: None,
+        }
+    }
+}
 
 impl KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        if let Some(streaming) = &mut self.streaming {
+            streaming.update(bytes);
+        } else if self.len + bytes.len() <= self.inline.len() {
+            self.inline[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        } else {
+            let mut streaming = Box::new(Xxh3Default::new());
+            streaming.update(&self.inline[..self.len]);
+            streaming.update(bytes);
+            self.streaming = Some(streaming);
+        }
+    }
+
     pub(crate) fn part(&mut self, bytes: &[u8]) -> &mut Self {
-        self.0.update(&(bytes.len() as u64).to_le_bytes());
-        self.0.update(bytes);
+        self.write(&(bytes.len() as u64).to_le_bytes());
+        self.write(bytes);
         self
     }
 
     pub(crate) fn absent(&mut self) -> &mut Self {
-        self.0.update(&u64::MAX.to_le_bytes());
+        self.write(&u64::MAX.to_le_bytes());
         self
     }
 
     pub(crate) fn finish(&self) -> KeyHash {
-        KeyHash(self.0.digest128())
+        KeyHash(match &self.streaming {
+            Some(streaming) => streaming.digest128(),
+            None => xxh3_128(&self.inline[..self.len]),
+        })
     }
 }
 
@@ -123,5 +158,35 @@ impl Entry {
             + tags
             + vary
             + 64) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_keys_hash_like_short_ones_would() {
+        let long = "k".repeat(2000);
+        let mut spilled = KeyHasher::default();
+        spilled.part(b"route").part(long.as_bytes()).absent();
+        let mut expected = Vec::new();
+        for part in [&b"route"[..], long.as_bytes()] {
+            expected.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            expected.extend_from_slice(part);
+        }
+        expected.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(spilled.finish(), KeyHash(xxh3_128(&expected)));
+    }
+
+    #[test]
+    fn parts_are_delimited() {
+        let hash = |a: &str, b: &str| {
+            let mut h = KeyHasher::default();
+            h.part(a.as_bytes()).part(b.as_bytes());
+            h.finish()
+        };
+        assert_ne!(hash("ab", "c"), hash("a", "bc"));
+        assert_eq!(hash("ab", "c"), hash("ab", "c"));
     }
 }
