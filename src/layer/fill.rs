@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::request::Parts;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
 use super::body::CacheBody;
-use super::policy::{within_stale_window, MissKind, RoutePolicy};
+use super::policy::{within_stale_window, MissKind, RoutePolicy, Verdict};
 use super::respond;
 use super::service::Shared;
 use crate::cache::{collect_tags, key_tag};
@@ -40,6 +40,31 @@ pub(crate) struct Forward<S, ReqB> {
     pub(crate) stale: Option<Arc<Entry>>,
     /// The request said `Cache-Control: no-store`: answer, store nothing.
     pub(crate) no_store: bool,
+}
+
+impl<S, ReqB> Forward<S, ReqB> {
+    /// What `found` can do for this request at `now`.
+    pub(crate) fn judge(&self, found: Option<Arc<Entry>>, now: u64) -> Verdict {
+        self.shared.policy.evaluate(
+            &**self.shared.cache.store(),
+            found,
+            &self.key,
+            self.identity.as_deref(),
+            &self.parts.headers,
+            now,
+        )
+    }
+
+    /// Answers this request from `entry` with the given `Cache-Status`.
+    pub(crate) fn answer<B>(
+        &self,
+        entry: &Entry,
+        head_only: bool,
+        now: u64,
+        cache_status: HeaderValue,
+    ) -> Response<CacheBody<B>> {
+        respond::from_entry(entry, &self.parts.headers, head_only, now, cache_status)
+    }
 }
 
 impl<S, ReqB, ResB> Forward<S, ReqB>
@@ -205,14 +230,10 @@ where
         // The length the body announces, from its size hint or the header.
         // HTTP/1 servers stop polling a body once that many bytes are out,
         // so the recorder must finish on the count, not on end-of-stream.
-        let expected = body.size_hint().exact().or_else(|| {
-            head.headers
-                .get(http::header::CONTENT_LENGTH)?
-                .to_str()
-                .ok()?
-                .parse()
-                .ok()
-        });
+        let expected = body
+            .size_hint()
+            .exact()
+            .or_else(|| storable::content_length(&head.headers));
         let recorder = Recorder {
             first: None,
             rest: BytesMut::new(),

@@ -244,14 +244,7 @@ where
                 .metrics
                 .store_latency(StoreOp::Get, started.elapsed());
             match found {
-                Ok(found) => policy.evaluate(
-                    &**store,
-                    found,
-                    &forward.key,
-                    forward.identity.as_deref(),
-                    &forward.parts.headers,
-                    now_micros(),
-                ),
+                Ok(found) => forward.judge(found, now_micros()),
                 Err(error) => store_failed(policy, error),
             }
         }
@@ -262,13 +255,7 @@ where
             policy.metrics.hit();
             let now = now_micros();
             let status = respond::hit_status(name, &entry, now);
-            return Ok(respond::from_entry(
-                &entry,
-                &forward.parts.headers,
-                head_only,
-                now,
-                status,
-            ));
+            return Ok(forward.answer(&entry, head_only, now, status));
         }
         Verdict::Stale(entry) => {
             let now = now_micros();
@@ -281,8 +268,7 @@ where
                     .fwd("stale")
                     .ttl(respond::stale_ttl(stale_for))
                     .finish();
-                let response =
-                    respond::from_entry(&entry, &forward.parts.headers, head_only, now, status);
+                let response = forward.answer(&entry, head_only, now, status);
                 forward.kind = MissKind::Expired;
                 revalidate_in_background(forward);
                 return Ok(response);
@@ -359,13 +345,7 @@ where
                         policy.metrics.hit();
                         let now = now_micros();
                         let status = respond::hit_status(&shared.cache.inner().name, &entry, now);
-                        return Ok(respond::from_entry(
-                            &entry,
-                            &forward.parts.headers,
-                            false,
-                            now,
-                            status,
-                        ));
+                        return Ok(forward.answer(&entry, false, now, status));
                     }
                 }
                 return forward.fill(Some(guard)).await;
@@ -376,14 +356,7 @@ where
         match outcome {
             Ok(Outcome::Shared(entry)) => {
                 let now = now_micros();
-                let verdict = policy.evaluate(
-                    &**shared.cache.store(),
-                    Some(entry),
-                    &forward.key,
-                    forward.identity.as_deref(),
-                    &forward.parts.headers,
-                    now,
-                );
+                let verdict = forward.judge(Some(entry), now);
                 match verdict {
                     Verdict::Fresh(entry) => {
                         policy.metrics.collapsed();
@@ -391,13 +364,7 @@ where
                             .fwd(forward.kind.fwd())
                             .collapsed()
                             .finish();
-                        return Ok(respond::from_entry(
-                            &entry,
-                            &forward.parts.headers,
-                            false,
-                            now,
-                            status,
-                        ));
+                        return Ok(forward.answer(&entry, false, now, status));
                     }
                     // Overtaken by an invalidation (or already stale): this
                     // request must not take it. Start a fresh flight.
@@ -433,16 +400,7 @@ fn fresh_after_lead<S, ReqB>(
     found: Option<Arc<Entry>>,
     guard: &mut FlightGuard,
 ) -> Option<Arc<Entry>> {
-    let shared = &forward.shared;
-    let verdict = shared.policy.evaluate(
-        &**shared.cache.store(),
-        found,
-        &forward.key,
-        forward.identity.as_deref(),
-        &forward.parts.headers,
-        now_micros(),
-    );
-    let Verdict::Fresh(entry) = verdict else {
+    let Verdict::Fresh(entry) = forward.judge(found, now_micros()) else {
         return None;
     };
     guard.share(entry.clone());

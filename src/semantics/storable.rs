@@ -67,7 +67,7 @@ pub fn decide(rules: &StoreRules, head: &Parts) -> Result<(Freshness, Vary), Not
         }
         _ => {}
     }
-    if let Some(len) = content_length(head) {
+    if let Some(len) = content_length(&head.headers) {
         if len > rules.max_body_bytes as u64 {
             return Err(NotStoredReason::TooLarge);
         }
@@ -103,8 +103,9 @@ pub fn decide(rules: &StoreRules, head: &Parts) -> Result<(Freshness, Vary), Not
     Ok((freshness, vary))
 }
 
-fn content_length(head: &Parts) -> Option<u64> {
-    head.headers
+/// The `Content-Length` a response announces, if it is a valid number.
+pub(crate) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
         .get(http::header::CONTENT_LENGTH)?
         .to_str()
         .ok()?

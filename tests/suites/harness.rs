@@ -70,6 +70,12 @@ pub async fn get_reply(app: &Router, uri: &str) -> Reply {
     send(app, get(uri)).await
 }
 
+/// Sends `GET uri` from a task of its own.
+pub fn spawn_get(app: &Router, uri: &'static str) -> tokio::task::JoinHandle<Reply> {
+    let app = app.clone();
+    tokio::spawn(async move { get_reply(&app, uri).await })
+}
+
 /// Counts calls to a handler.
 #[derive(Clone, Default)]
 pub struct Counter(Arc<AtomicUsize>);

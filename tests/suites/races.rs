@@ -110,17 +110,9 @@ pub async fn herd_of_misses_makes_one_origin_call(make: &dyn MakeCache) {
         calls.clone(),
         GateCalls::All,
     );
-    let leader = tokio::spawn({
-        let app = app.clone();
-        async move { get_reply(&app, "/r").await }
-    });
+    let leader = spawn_get(&app, "/r");
     gate.arrived(1).await;
-    let herd: Vec<_> = (0..999)
-        .map(|_| {
-            let app = app.clone();
-            tokio::spawn(async move { get_reply(&app, "/r").await })
-        })
-        .collect();
+    let herd: Vec<_> = (0..999).map(|_| spawn_get(&app, "/r")).collect();
     until_waiting(&cache, 999).await;
     gate.open();
     let first = leader.await.unwrap();
@@ -146,15 +138,9 @@ pub async fn collapsed_waiters_are_marked(make: &dyn MakeCache) {
         calls.clone(),
         GateCalls::All,
     );
-    let leader = tokio::spawn({
-        let app = app.clone();
-        async move { get_reply(&app, "/r").await }
-    });
+    let leader = spawn_get(&app, "/r");
     gate.arrived(1).await;
-    let waiter = tokio::spawn({
-        let app = app.clone();
-        async move { get_reply(&app, "/r").await }
-    });
+    let waiter = spawn_get(&app, "/r");
     let waiting = cache.clone();
     eventually("the waiter waits on the leader's flight", 500, || {
         let cache = waiting.clone();
@@ -181,10 +167,7 @@ pub async fn fill_in_flight_during_invalidation_is_not_served(make: &dyn MakeCac
         calls.clone(),
         GateCalls::FirstOnly,
     );
-    let slow = tokio::spawn({
-        let app = app.clone();
-        async move { get_reply(&app, "/r").await }
-    });
+    let slow = spawn_get(&app, "/r");
     gate.arrived(1).await;
     db.write(2);
     cache.invalidate(["t"]).await.unwrap();
@@ -291,17 +274,11 @@ pub async fn waiter_arriving_after_invalidation_skips_old_flight(make: &dyn Make
         calls.clone(),
         GateCalls::FirstOnly,
     );
-    let old = tokio::spawn({
-        let app = app.clone();
-        async move { get_reply(&app, "/r").await }
-    });
+    let old = spawn_get(&app, "/r");
     gate.arrived(1).await;
     db.write(2);
     cache.invalidate(["t"]).await.unwrap();
-    let late = tokio::spawn({
-        let app = app.clone();
-        async move { get_reply(&app, "/r").await }
-    });
+    let late = spawn_get(&app, "/r");
     until_waiting(&cache, 1).await;
     gate.open();
     assert_eq!(old.await.unwrap().text(), "v1 call1");
@@ -325,17 +302,9 @@ pub async fn cancelled_leader_hands_over(make: &dyn MakeCache) {
         calls.clone(),
         GateCalls::FirstOnly,
     );
-    let leader = tokio::spawn({
-        let app = app.clone();
-        async move { get_reply(&app, "/r").await }
-    });
+    let leader = spawn_get(&app, "/r");
     gate.arrived(1).await;
-    let waiters: Vec<_> = (0..5)
-        .map(|_| {
-            let app = app.clone();
-            tokio::spawn(async move { get_reply(&app, "/r").await })
-        })
-        .collect();
+    let waiters: Vec<_> = (0..5).map(|_| spawn_get(&app, "/r")).collect();
     until_waiting(&cache, 5).await;
     // The client disconnects: its future is dropped mid-origin-call.
     leader.abort();
@@ -371,17 +340,9 @@ pub async fn panicking_leader_hands_over(make: &dyn MakeCache) {
         })
         .route_layer(cache.layer("r")),
     );
-    let leader = tokio::spawn({
-        let app = app.clone();
-        async move { get_reply(&app, "/r").await }
-    });
+    let leader = spawn_get(&app, "/r");
     gate.arrived(1).await;
-    let waiters: Vec<_> = (0..5)
-        .map(|_| {
-            let app = app.clone();
-            tokio::spawn(async move { get_reply(&app, "/r").await })
-        })
-        .collect();
+    let waiters: Vec<_> = (0..5).map(|_| spawn_get(&app, "/r")).collect();
     until_waiting(&cache, 5).await;
     gate.open();
     assert!(leader.await.unwrap_err().is_panic());
@@ -411,17 +372,9 @@ pub async fn unshareable_response_is_not_handed_to_waiters(make: &dyn MakeCache)
             response
         },
     );
-    let leader = tokio::spawn({
-        let app = app.clone();
-        async move { get_reply(&app, "/r").await }
-    });
+    let leader = spawn_get(&app, "/r");
     gate.arrived(1).await;
-    let waiters: Vec<_> = (0..5)
-        .map(|_| {
-            let app = app.clone();
-            tokio::spawn(async move { get_reply(&app, "/r").await })
-        })
-        .collect();
+    let waiters: Vec<_> = (0..5).map(|_| spawn_get(&app, "/r")).collect();
     until_waiting(&cache, 5).await;
     gate.open();
     let mut bodies = vec![leader.await.unwrap().text()];
@@ -455,10 +408,7 @@ pub async fn waiters_stop_waiting_after_timeout(make: &dyn MakeCache) {
         calls.clone(),
         GateCalls::FirstOnly,
     );
-    let stuck = tokio::spawn({
-        let app = app.clone();
-        async move { get_reply(&app, "/r").await }
-    });
+    let stuck = spawn_get(&app, "/r");
     gate.arrived(1).await;
     let waiter = get_reply(&app, "/r").await;
     assert_eq!(
@@ -481,12 +431,7 @@ pub async fn coalescing_can_be_turned_off(make: &dyn MakeCache) {
         calls.clone(),
         GateCalls::All,
     );
-    let requests: Vec<_> = (0..5)
-        .map(|_| {
-            let app = app.clone();
-            tokio::spawn(async move { get_reply(&app, "/r").await })
-        })
-        .collect();
+    let requests: Vec<_> = (0..5).map(|_| spawn_get(&app, "/r")).collect();
     gate.arrived(5).await;
     gate.open();
     for request in requests {
@@ -522,12 +467,7 @@ pub async fn stale_while_revalidate_refreshes_once(make: &dyn MakeCache) {
     let filled = fill_and_expire(&app, &gate).await;
     db.write(1);
     // The refresh is held at the closed gate, yet every request is answered.
-    let stale: Vec<_> = (0..50)
-        .map(|_| {
-            let app = app.clone();
-            tokio::spawn(async move { get_reply(&app, "/r").await })
-        })
-        .collect();
+    let stale: Vec<_> = (0..50).map(|_| spawn_get(&app, "/r")).collect();
     for reply in stale {
         let reply = reply.await.unwrap();
         assert_eq!(reply.body, filled.body);
@@ -579,10 +519,7 @@ pub async fn refresh_racing_invalidation_is_not_served(make: &dyn MakeCache) {
     gate.arrived(1).await; // the refresh read v1 and is held
     db.write(2);
     cache.invalidate(["t"]).await.unwrap();
-    let after = tokio::spawn({
-        let app = app.clone();
-        async move { get_reply(&app, "/r").await }
-    });
+    let after = spawn_get(&app, "/r");
     until_waiting(&cache, 1).await;
     gate.open();
     let after = after.await.unwrap();
