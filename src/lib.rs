@@ -48,9 +48,25 @@
 //! * **Fail-open**: a store error never fails a request; it is served from
 //!   the origin, and counted.
 //!
-//! Limits: the guarantees hold per instance. With several instances over
-//! one Redis, invalidations reach the shared store at once, but each
-//! instance coalesces only its own requests.
+//! ## Limits
+//!
+//! * The invalidation guarantee is exact on the instance that invalidates.
+//!   With several instances over one Redis ([`store::redis`]), the
+//!   invalidation is recorded in Redis before `invalidate` returns and
+//!   published at once; another instance stops serving affected entries
+//!   when the message reaches it (normally well under a millisecond), and
+//!   while its subscription is down it treats every entry as a miss rather
+//!   than risk a stale hit. A [`TieredStore`]'s local copies follow the same
+//!   rule.
+//! * Coalescing is per instance: N instances may make up to N origin calls
+//!   for one cold key.
+//! * Waiters wait at most the route's `coalesce_timeout`; past it they call
+//!   the origin themselves.
+//! * Entries live at most the store's `max_entry_life` after their fill
+//!   started (default one day), whatever their TTL; that is what keeps the
+//!   tag stamp table bounded.
+//! * The origin's own `Age` and `Expires` headers are not used to shorten
+//!   freshness; use `Cache-Control: max-age`/`s-maxage`.
 //!
 //! ## Answers
 //!
@@ -59,7 +75,7 @@
 //! stored`, `tagcache; fwd=uri-miss; collapsed`, `tagcache; fwd=bypass;
 //! detail=authorization`, `tagcache; hit; fwd=stale; ttl=-3`; hits carry
 //! `Age`. Metrics go through the [`metrics`](https://docs.rs/metrics) facade
-//! (see [`metrics`](crate::metrics) for names) and [`Cache::stats`].
+//! (see [`metrics`] for names) and [`Cache::stats`].
 //!
 //! [axum]: https://docs.rs/axum
 //! [tower]: https://docs.rs/tower
