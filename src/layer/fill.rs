@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response};
 use http_body::Body;
@@ -340,6 +341,15 @@ impl Recorder {
             ..
         } = self;
         template.body = first.unwrap_or_else(|| rest.freeze());
+        // The stored body is complete, so say how long it is: otherwise the
+        // server adds `Content-Length` to every hit's cloned map (a regrow).
+        if !template.headers.contains_key(CONTENT_LENGTH)
+            && !template.headers.contains_key(TRANSFER_ENCODING)
+        {
+            template
+                .headers
+                .insert(CONTENT_LENGTH, HeaderValue::from(template.body.len()));
+        }
         template.stored_at_micros = now_micros();
         let entry = Arc::new(template);
         let store = shared.cache.store().clone();

@@ -1,5 +1,6 @@
 //! Building responses from entries and decorating passed-through ones.
 
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use http::header::{AGE, CONTENT_LENGTH};
@@ -20,7 +21,9 @@ const SLOT: HeaderValue = HeaderValue::from_static("-");
 /// and `Cache-Status` at the end, so answering a hit overwrites them in
 /// place instead of growing the cloned map (an allocation per hit).
 pub(crate) fn with_slots(headers: &HeaderMap) -> HeaderMap {
-    let mut stored = HeaderMap::with_capacity(headers.len() + 2);
+    // Room for the two slots and a `Content-Length` added at the end of the
+    // fill, so neither the stored map nor a hit's clone ever regrows.
+    let mut stored = HeaderMap::with_capacity(headers.len() + 3);
     stored.extend(headers.clone());
     if !stored.contains_key(AGE) {
         stored.insert(AGE, HeaderValue::from_static("0"));
@@ -70,11 +73,34 @@ pub(crate) fn stale_ttl(stale_for_micros: u64) -> i64 {
 }
 
 /// `Cache-Status` of a fresh hit: `<name>; hit; ttl=<remaining>`.
+///
+/// Hits within the same second of remaining TTL share one value: each
+/// thread keeps the last few it built, so a busy entry costs a clone (a
+/// reference count) instead of formatting and allocating every time.
 pub(crate) fn hit_status(name: &str, entry: &Entry, now: u64) -> HeaderValue {
-    CacheStatus::new(name)
-        .hit()
-        .ttl(seconds_between(now, entry.fresh_until_micros()))
-        .finish()
+    const SLOTS: usize = 16;
+    thread_local! {
+        static RECENT: RefCell<[(i64, Option<HeaderValue>); SLOTS]> =
+            RefCell::new(std::array::from_fn(|_| (0, None)));
+    }
+    let ttl = seconds_between(now, entry.fresh_until_micros());
+    let slot = ttl.rem_euclid(SLOTS as i64) as usize;
+    // The value is `<name>; hit; ttl=<ttl>`: same TTL and same name (the
+    // name followed by `;`) means the same bytes.
+    let is_for = |value: &HeaderValue| {
+        let bytes = value.as_bytes();
+        bytes.starts_with(name.as_bytes()) && bytes.get(name.len()) == Some(&b';')
+    };
+    let cached = RECENT.with(|recent| match &recent.borrow()[slot] {
+        (t, Some(value)) if *t == ttl && is_for(value) => Some(value.clone()),
+        _ => None,
+    });
+    if let Some(value) = cached {
+        return value;
+    }
+    let value = CacheStatus::new(name).hit().ttl(ttl).finish();
+    RECENT.with(|recent| recent.borrow_mut()[slot] = (ttl, Some(value.clone())));
+    value
 }
 
 /// Answers a request from an entry: the stored status, headers and body, or
@@ -136,6 +162,31 @@ pub(crate) fn with_status<B>(mut response: Response<B>, cache_status: HeaderValu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hit_status_values_are_shared_only_between_equal_names_and_ttls() {
+        let entry = |ttl: u64| Entry {
+            route: "r".into(),
+            key: "k".into(),
+            identity: None,
+            status: http::StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: bytes::Bytes::new(),
+            tags: Box::new([]),
+            vary: Box::new([]),
+            fill_stamp: crate::Stamp(0),
+            stored_at_micros: 0,
+            ttl: std::time::Duration::from_secs(ttl),
+            stale_while_revalidate: std::time::Duration::ZERO,
+            stale_if_error: std::time::Duration::ZERO,
+        };
+        assert_eq!(hit_status("a", &entry(5), 0), "a; hit; ttl=5");
+        assert_eq!(hit_status("a", &entry(5), 0), "a; hit; ttl=5");
+        assert_eq!(hit_status("a-b", &entry(5), 0), "a-b; hit; ttl=5");
+        assert_eq!(hit_status("a", &entry(5), 0), "a; hit; ttl=5");
+        assert_eq!(hit_status("a", &entry(21), 0), "a; hit; ttl=21");
+        assert_eq!(hit_status("a", &entry(5), 0), "a; hit; ttl=5");
+    }
 
     #[test]
     fn ages_from_the_table_and_beyond() {

@@ -18,9 +18,9 @@ use crate::entry::{Entry, KeyHash, Tag};
 use crate::stamp::{InvalidationMode, Stamp, Validity};
 
 pub mod memory;
-pub mod tiered;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod tiered;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
