@@ -10,7 +10,10 @@
 //!   decoding the entry);
 //! - `tagcache-redis-hit`: `GET /items/1` through an axum `Router` with
 //!   `cache.layer("bench")` over a `RedisStore`, body collected (the `GET`,
-//!   decoding, validation against the tag stamps, the HTTP response).
+//!   decoding, validation against the tag stamps, the HTTP response);
+//! - `tagcache-tiered-hit`: the same route over a `TieredStore` (a local
+//!   memory tier over another `RedisStore` of the same namespace): hits are
+//!   answered locally, still judged by the shared tag stamps.
 //!
 //! Cases are sampled in turn; the ratio is the median of sample-by-sample
 //! ratios to `raw-redis-get`.
@@ -39,7 +42,7 @@ use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
 use common::{print_table, Row};
-use tagcache::{Cache, Entry, KeyHash, RedisStore, Store};
+use tagcache::{Cache, Entry, KeyHash, MemoryStore, RedisStore, Store, TieredStore};
 
 const TASKS: usize = 64;
 const BODY: usize = 2048;
@@ -117,6 +120,63 @@ fn run(rt: &Runtime, op: &Op, n: u64) -> f64 {
             handle.await.expect("task");
         }
         started.elapsed().as_nanos() as f64 / (n * TASKS as u64) as f64
+    })
+}
+
+/// `GET /items/{id}` answering `body`, cached by `cache`.
+fn items_router(cache: &Cache, body: Bytes) -> Router {
+    Router::new().route(
+        "/items/{id}",
+        get(move || {
+            let body = body.clone();
+            async move {
+                (
+                    [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                    body,
+                )
+                    .into_response()
+            }
+        })
+        .route_layer(cache.layer("bench").ttl(TTL)),
+    )
+}
+
+/// One request through `router`, returning its `Cache-Status`.
+async fn status_of(router: Router) -> String {
+    let response = router
+        .oneshot(Request::get("/items/1").body(Body::empty()).unwrap())
+        .await
+        .expect("infallible");
+    let status = response.headers().get(tagcache::CACHE_STATUS).cloned();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    assert_eq!(bytes.len(), BODY);
+    status
+        .map(|v| v.to_str().unwrap_or_default().to_owned())
+        .unwrap_or_default()
+}
+
+/// The timed operation: one request through `router`, body collected.
+fn route_op(router: Router) -> Op {
+    Arc::new(move || {
+        let router = router.clone();
+        Box::pin(async move {
+            let response = router
+                .oneshot(Request::get("/items/1").body(Body::empty()).unwrap())
+                .await
+                .expect("infallible");
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            assert_eq!(bytes.len(), BODY);
+        })
     })
 }
 
@@ -214,65 +274,43 @@ fn main() {
     };
 
     let cache = Cache::builder().shared_store(store.clone()).build();
-    let origin_body = body.clone();
-    let router = Router::new().route(
-        "/items/{id}",
-        get(move || {
-            let body = origin_body.clone();
-            async move {
-                (
-                    [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-                    body,
-                )
-                    .into_response()
-            }
-        })
-        .route_layer(cache.layer("bench").ttl(TTL)),
-    );
-    let status_of = |router: Router| async move {
-        let response = router
-            .oneshot(Request::get("/items/1").body(Body::empty()).unwrap())
-            .await
-            .expect("infallible");
-        let status = response.headers().get(tagcache::CACHE_STATUS).cloned();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        assert_eq!(bytes.len(), BODY);
-        status
-            .map(|v| v.to_str().unwrap_or_default().to_owned())
-            .unwrap_or_default()
-    };
+    let router = items_router(&cache, body.clone());
     let first = rt.block_on(status_of(router.clone()));
     let second = rt.block_on(status_of(router.clone()));
     assert!(
         second.contains("hit"),
         "second request is a hit: {first} / {second}"
     );
-    let layered: Op = Arc::new(move || {
-        let router = router.clone();
-        Box::pin(async move {
-            let response = router
-                .oneshot(Request::get("/items/1").body(Body::empty()).unwrap())
-                .await
-                .expect("infallible");
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes();
-            assert_eq!(bytes.len(), BODY);
-        })
+    let layered = route_op(router);
+
+    // The local tier over a second Redis store of the same namespace: the
+    // route's first request reads the entry from Redis, later ones locally.
+    let tiered_cache = rt.block_on(async {
+        let remote = RedisStore::builder(url.as_str())
+            .namespace("tagcache-bench")
+            .build()
+            .await
+            .expect("redis store");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !remote.is_in_sync() {
+            assert!(Instant::now() < deadline, "store never got in sync");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Cache::new(TieredStore::new(MemoryStore::default(), remote))
     });
+    let tiered_router = items_router(&tiered_cache, body.clone());
+    let warm = rt.block_on(status_of(tiered_router.clone()));
+    assert!(
+        warm.contains("hit"),
+        "the tier reads the shared entry: {warm}"
+    );
+    let tiered = route_op(tiered_router);
 
     let cases: Vec<(&str, Op)> = vec![
         ("raw-redis-get", raw),
         ("redisstore-get", direct),
         ("tagcache-redis-hit", layered),
+        ("tagcache-tiered-hit", tiered),
     ];
     let batches: Vec<u64> = cases
         .iter()
