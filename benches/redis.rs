@@ -13,7 +13,12 @@
 //!   decoding, validation against the tag stamps, the HTTP response);
 //! - `tagcache-tiered-hit`: the same route over a `TieredStore` (a local
 //!   memory tier over another `RedisStore` of the same namespace): hits are
-//!   answered locally, still judged by the shared tag stamps.
+//!   answered locally, still judged by the shared tag stamps;
+//! - `tagcache-redis-invalidate`: `cache.invalidate(["tag:<n>"])` over a
+//!   `RedisStore` (one script call: stamp, record, prune, publish).
+//!
+//! After the timed cases it reads `INFO commandstats` around 1 000 hits
+//! through the layer and prints the commands the server counted per hit.
 //!
 //! Cases are sampled in turn; the ratio is the median of sample-by-sample
 //! ratios to `raw-redis-get`.
@@ -27,6 +32,7 @@ mod common;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -180,6 +186,53 @@ fn route_op(router: Router) -> Op {
     })
 }
 
+/// Runs `op` `n` times in sequence and reports what the server counted per
+/// run, by command (`info` itself, and the feed's keep-alive `ping`, left
+/// out).
+async fn commands_per_request(url: &str, op: &Op, n: u64) -> String {
+    let client = redis::Client::open(url).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let mut read = async || -> std::collections::BTreeMap<String, u64> {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut conn)
+            .await
+            .expect("INFO");
+        info.lines()
+            .filter_map(|line| {
+                let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = rest
+                    .strip_prefix("calls=")?
+                    .split(',')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((name.to_owned(), calls))
+            })
+            .collect()
+    };
+    let before = read().await;
+    for _ in 0..n {
+        op().await;
+    }
+    let after = read().await;
+    let mut parts = Vec::new();
+    for (name, calls) in &after {
+        let delta = calls - before.get(name).copied().unwrap_or(0);
+        if delta > 0 && name != "info" && name != "ping" {
+            parts.push(format!("{name} {:.3}", delta as f64 / n as f64));
+        }
+    }
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -306,11 +359,34 @@ fn main() {
     );
     let tiered = route_op(tiered_router);
 
+    // Invalidations, on a store of their own namespace so that the stamps
+    // they write do not slow the hit cases' validity checks.
+    let invalidating = rt.block_on(async {
+        let store = RedisStore::builder(url.as_str())
+            .namespace("tagcache-bench-invalidate")
+            .build()
+            .await
+            .expect("redis store");
+        Cache::new(store)
+    });
+    let next_tag = Arc::new(AtomicU64::new(0));
+    let invalidate: Op = Arc::new(move || {
+        let (cache, next_tag) = (invalidating.clone(), next_tag.clone());
+        Box::pin(async move {
+            let n = next_tag.fetch_add(1, Ordering::Relaxed) % 1024;
+            cache
+                .invalidate([format!("tag:{n}")])
+                .await
+                .expect("invalidate");
+        })
+    });
+
     let cases: Vec<(&str, Op)> = vec![
         ("raw-redis-get", raw),
         ("redisstore-get", direct),
-        ("tagcache-redis-hit", layered),
+        ("tagcache-redis-hit", layered.clone()),
         ("tagcache-tiered-hit", tiered),
+        ("tagcache-redis-invalidate", invalidate),
     ];
     let batches: Vec<u64> = cases
         .iter()
@@ -346,6 +422,8 @@ fn main() {
         "\nroute stats: {} hits, {} misses, {} store errors",
         stats.hits, stats.misses, stats.store_errors
     );
+    let per_hit = rt.block_on(commands_per_request(&url, &layered, 1000));
+    println!("\ncommands per hit through the layer, read from INFO commandstats over 1000 hits: {per_hit}");
     match common::write_json("redis.json", &rows) {
         Ok(path) => println!("\nwrote {}", path.display()),
         Err(error) => eprintln!("could not write redis.json: {error}"),
