@@ -129,6 +129,21 @@ fn run(rt: &Runtime, op: &Op, n: u64) -> f64 {
     })
 }
 
+/// A `RedisStore` in namespace `ns`, once its view of the stamps is loaded.
+async fn connect(url: &str, ns: &str) -> RedisStore {
+    let store = RedisStore::builder(url)
+        .namespace(ns)
+        .build()
+        .await
+        .expect("redis store");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !store.is_in_sync() {
+        assert!(Instant::now() < deadline, "store never got in sync");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    store
+}
+
 /// `GET /items/{id}` answering `body`, cached by `cache`.
 fn items_router(cache: &Cache, body: Bytes) -> Router {
     Router::new().route(
@@ -280,19 +295,7 @@ fn main() {
     });
 
     // The store: one entry put directly, and a cached route over it.
-    let store = rt.block_on(async {
-        let store = RedisStore::builder(url.as_str())
-            .namespace("tagcache-bench")
-            .build()
-            .await
-            .expect("redis store");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !store.is_in_sync() {
-            assert!(Instant::now() < deadline, "store never got in sync");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        store
-    });
+    let store = rt.block_on(async { connect(&url, "tagcache-bench").await });
     let store: Arc<dyn Store> = Arc::new(store);
     let key = KeyHash(0x7a6c_0000_0000_0000_0000_0000_0000_0001);
     rt.block_on(async {
@@ -339,16 +342,7 @@ fn main() {
     // The local tier over a second Redis store of the same namespace: the
     // route's first request reads the entry from Redis, later ones locally.
     let tiered_cache = rt.block_on(async {
-        let remote = RedisStore::builder(url.as_str())
-            .namespace("tagcache-bench")
-            .build()
-            .await
-            .expect("redis store");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !remote.is_in_sync() {
-            assert!(Instant::now() < deadline, "store never got in sync");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let remote = connect(&url, "tagcache-bench").await;
         Cache::new(TieredStore::new(MemoryStore::default(), remote))
     });
     let tiered_router = items_router(&tiered_cache, body.clone());
@@ -361,14 +355,8 @@ fn main() {
 
     // Invalidations, on a store of their own namespace so that the stamps
     // they write do not slow the hit cases' validity checks.
-    let invalidating = rt.block_on(async {
-        let store = RedisStore::builder(url.as_str())
-            .namespace("tagcache-bench-invalidate")
-            .build()
-            .await
-            .expect("redis store");
-        Cache::new(store)
-    });
+    let invalidating =
+        rt.block_on(async { Cache::new(connect(&url, "tagcache-bench-invalidate").await) });
     let next_tag = Arc::new(AtomicU64::new(0));
     let invalidate: Op = Arc::new(move || {
         let (cache, next_tag) = (invalidating.clone(), next_tag.clone());

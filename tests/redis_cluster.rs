@@ -14,14 +14,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::Path;
-use axum::routing::get;
-use axum::Router;
 use futures_util::FutureExt;
-use tagcache::{Cache, RedisStore, Tags};
+use tagcache::{Cache, RedisStore};
 
 use redis_server::{RedisCluster, Reply};
-use suites::harness::{eventually, get_reply, Counter};
+use suites::harness::{eventually, get_reply, items_app, wait_for_hit, Counter};
 
 async fn cluster_store(urls: Vec<String>, ns: &str) -> RedisStore {
     let store = RedisStore::builder(urls)
@@ -34,34 +31,6 @@ async fn cluster_store(urls: Vec<String>, ns: &str) -> RedisStore {
         .expect("store builds");
     assert!(store.is_in_sync(), "connected and subscribed");
     store
-}
-
-/// `/items/{id}`: tagged `item:{id}` and `items`, body `item {id}`.
-fn items_app(cache: &Cache, origin: Counter) -> Router {
-    let handler = move |Path(id): Path<String>| {
-        let origin = origin.clone();
-        async move {
-            origin.bump();
-            (
-                Tags::new([format!("item:{id}"), "items".to_owned()]),
-                format!("item {id}"),
-            )
-        }
-    };
-    Router::new().route(
-        "/items/{id}",
-        get(handler).route_layer(cache.layer("items").ttl(Duration::from_secs(300))),
-    )
-}
-
-async fn wait_for_hit(app: &Router, uri: &str) {
-    let app = app.clone();
-    eventually(&format!("{uri} is a hit"), 500, move || {
-        let app = app.clone();
-        let uri = uri.to_owned();
-        async move { get_reply(&app, &uri).await.is_hit() }
-    })
-    .await;
 }
 
 const ITEMS: usize = 60;

@@ -13,15 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::Path;
-use axum::routing::get;
 use axum::Router;
 use http::StatusCode;
 use tagcache::store::redis::codec;
-use tagcache::{Cache, RedisStore, Tags};
+use tagcache::{Cache, RedisStore};
 
 use redis_server::{RedisServer, Reply};
-use suites::harness::{eventually, get_reply, Counter};
+use suites::harness::{eventually, get_reply, items_app, wait_for_hit, Counter};
 
 /// Generous timeouts where a test is not about timeouts: a loaded CI box
 /// must not turn hits into store errors.
@@ -33,34 +31,6 @@ async fn store(url: &str, ns: &str) -> RedisStore {
         .build()
         .await
         .expect("store builds")
-}
-
-/// `/items/{id}`: tagged `item:{id}` and `items`, body `item {id}`.
-fn items_app(cache: &Cache, origin: Counter) -> Router {
-    let handler = move |Path(id): Path<String>| {
-        let origin = origin.clone();
-        async move {
-            origin.bump();
-            (
-                Tags::new([format!("item:{id}"), "items".to_owned()]),
-                format!("item {id}"),
-            )
-        }
-    };
-    Router::new().route(
-        "/items/{id}",
-        get(handler).route_layer(cache.layer("items").ttl(Duration::from_secs(300))),
-    )
-}
-
-async fn wait_for_hit(app: &Router, uri: &str) {
-    let app = app.clone();
-    eventually(&format!("{uri} is a hit"), 500, move || {
-        let app = app.clone();
-        let uri = uri.to_owned();
-        async move { get_reply(&app, &uri).await.is_hit() }
-    })
-    .await;
 }
 
 fn entry_keys(server: &RedisServer, ns: &str) -> Vec<Vec<u8>> {

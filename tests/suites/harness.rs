@@ -33,6 +33,17 @@ impl Reply {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// The `ttl=` of the Cache-Status.
+    pub fn ttl(&self) -> i64 {
+        let status = self.cache_status();
+        let ttl = status
+            .split("; ")
+            .find_map(|param| param.strip_prefix("ttl="))
+            .unwrap_or_else(|| panic!("no ttl in {status:?}"));
+        ttl.parse()
+            .unwrap_or_else(|_| panic!("bad ttl in {status:?}"))
+    }
+
     /// A fresh hit (not a stale answer).
     pub fn is_hit(&self) -> bool {
         self.cache_status().contains("; hit") && !self.cache_status().contains("fwd=stale")
@@ -149,4 +160,39 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     panic!("condition never held: {what}");
+}
+
+/// `/items/{id}`: tagged `item:{id}` and `items` (by the handler, as `Tags`),
+/// body `item {id}`; `origin` counts the handler's calls.
+pub fn items_app(cache: &tagcache::Cache, origin: Counter) -> Router {
+    use axum::extract::Path;
+    let handler = move |Path(id): Path<String>| {
+        let origin = origin.clone();
+        async move {
+            origin.bump();
+            (
+                tagcache::Tags::new([format!("item:{id}"), "items".to_owned()]),
+                format!("item {id}"),
+            )
+        }
+    };
+    Router::new().route(
+        "/items/{id}",
+        axum::routing::get(handler).route_layer(
+            cache
+                .layer("items")
+                .ttl(std::time::Duration::from_secs(300)),
+        ),
+    )
+}
+
+/// Waits (bounded) until `uri` is answered as a fresh hit.
+pub async fn wait_for_hit(app: &Router, uri: &str) {
+    let app = app.clone();
+    eventually(&format!("{uri} is a hit"), 500, move || {
+        let app = app.clone();
+        let uri = uri.to_owned();
+        async move { get_reply(&app, &uri).await.is_hit() }
+    })
+    .await;
 }
