@@ -7,7 +7,8 @@
 //! ```
 //!
 //! expands to one `#[tokio::test]` per case, each with a fresh cache from
-//! the factory; `suites::run_all(label, &factory)` runs them in sequence.
+//! the factory; `with_cases!(my_macro!(args))` hands the case list to any
+//! other runner (the cluster test runs them in sequence on one cluster).
 #![allow(dead_code)]
 
 pub mod harness;
@@ -85,20 +86,6 @@ macro_rules! with_cases {
             stress::randomized_reads_never_stale,
         );
     };
-}
-
-macro_rules! run_cases {
-    (($label:expr, $make:expr) $($module:ident :: $case:ident),* $(,)?) => {
-        $(
-            println!("[{}] {}::{}", $label, stringify!($module), stringify!($case));
-            $module::$case($make).await;
-        )*
-    };
-}
-
-/// Runs every case in sequence against caches from `make`.
-pub async fn run_all(label: &str, make: &dyn MakeCache) {
-    with_cases!(run_cases!(label, make));
 }
 
 /// One `#[tokio::test]` per case, each with a cache from `$make`.
