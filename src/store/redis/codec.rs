@@ -37,6 +37,10 @@ use crate::stamp::Stamp;
 
 /// The current format version, the first byte of every stored value.
 pub const FORMAT_VERSION: u8 = 1;
+/// Most items (tags, `Vary` pairs, headers) a decoded entry may list.
+const MAX_ITEMS: usize = 4096;
+/// Most items reserved before they are read.
+const PREALLOCATE: usize = 64;
 
 /// Why a stored value could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,13 +157,13 @@ pub fn decode(buf: Bytes) -> Result<Entry, DecodeError> {
         1 => Some(r.string("identity")?),
         _ => return Err(DecodeError::Invalid("identity flag")),
     };
-    let count = r.count()?;
-    let mut tags: Vec<Tag> = Vec::with_capacity(count);
+    let count = r.items("tags")?;
+    let mut tags: Vec<Tag> = Vec::with_capacity(count.min(PREALLOCATE));
     for _ in 0..count {
         tags.push(r.string("tag")?);
     }
-    let count = r.count()?;
-    let mut vary = Vec::with_capacity(count);
+    let count = r.items("vary")?;
+    let mut vary = Vec::with_capacity(count.min(PREALLOCATE));
     for _ in 0..count {
         let name = r.header_name()?;
         let value = match r.u8()? {
@@ -169,12 +173,14 @@ pub fn decode(buf: Bytes) -> Result<Entry, DecodeError> {
         };
         vary.push((name, value));
     }
-    let count = r.count()?;
-    let mut headers = HeaderMap::with_capacity(count);
+    let count = r.items("headers")?;
+    let mut headers = HeaderMap::with_capacity(count.min(PREALLOCATE));
     for _ in 0..count {
         let name = r.header_name()?;
         let value = r.header_value()?;
-        headers.append(name, value);
+        headers
+            .try_append(name, value)
+            .map_err(|_| DecodeError::Invalid("too many headers"))?;
     }
     let body = r.bytes()?;
     if r.pos != r.buf.len() {
@@ -278,6 +284,17 @@ impl Reader {
     /// than what is left is garbage (and must not size an allocation).
     fn count(&mut self) -> Result<usize, DecodeError> {
         self.len()
+    }
+
+    /// A count of list items: bounded, since the bytes come from outside
+    /// (anything able to write to Redis), and a huge count must neither
+    /// panic the header map nor reserve gigabytes up front.
+    fn items(&mut self, what: &'static str) -> Result<usize, DecodeError> {
+        let count = self.count()?;
+        if count > MAX_ITEMS {
+            return Err(DecodeError::Invalid(what));
+        }
+        Ok(count)
     }
 
     fn bytes(&mut self) -> Result<Bytes, DecodeError> {
@@ -486,5 +503,29 @@ mod tests {
         let mut b = BytesMut::new();
         put_bytes(&mut b, bytes);
         out.extend_from_slice(&b);
+    }
+
+    #[test]
+    fn hostile_item_counts_are_refused_without_panicking() {
+        for what in ["tags", "vary", "headers"] {
+            let mut out = BytesMut::new();
+            out.put_u8(FORMAT_VERSION);
+            out.put_u16_le(200);
+            for _ in 0..5 {
+                out.put_u64_le(1);
+            }
+            put_bytes(&mut out, b"r");
+            put_bytes(&mut out, b"k");
+            out.put_u8(0);
+            for list in ["tags", "vary", "headers"] {
+                put_varint(&mut out, if list == what { 30_000 } else { 0 });
+                if list == what {
+                    break;
+                }
+            }
+            out.put_slice(&vec![0u8; 40_000]);
+            let decoded = std::panic::catch_unwind(|| decode(out.freeze()));
+            assert!(matches!(decoded, Ok(Err(_))), "{what}: {decoded:?}");
+        }
     }
 }

@@ -32,7 +32,8 @@
 //! * **Invalidate**: one `EVALSHA` that takes a stamp
 //!   (`max(last + 1, server time in µs)`, so it never goes backwards even if
 //!   the clock key is lost), records it for each tag, prunes up to
-//!   `100 + 2 × tags` stamps older than `max_entry_life`, and publishes the
+//!   `100 + 2 × tags` stamps older than `max_entry_life` plus a margin for
+//!   clock differences (ten minutes, or the life itself if shorter), and publishes the
 //!   invalidation. The returned stamp is applied to the local view before
 //!   the call resolves, so this instance never serves an invalidated entry
 //!   after `invalidate` returned; other instances apply it when the message
@@ -107,6 +108,13 @@ use config::Options;
 use conn::{map_error, unavailable, ClusterSlot, Conn};
 use recent::Recent;
 use view::View;
+
+/// How long stamps are kept in Redis: the longest entry life plus a margin
+/// for clock differences between the Redis server and the instances (ten
+/// minutes, or the entry life itself when that is shorter).
+fn prune_horizon(max_entry_life: Duration) -> Duration {
+    max_entry_life + max_entry_life.min(Duration::from_secs(10 * 60))
+}
 
 /// The key names of one namespace.
 pub(crate) struct Keys {
@@ -386,7 +394,10 @@ impl Shared {
             .key(&self.keys.tags)
             .key(&self.keys.times)
             .arg(mode)
-            .arg(self.options.max_entry_life.as_micros() as u64)
+            // Prune only well past the longest entry life: Redis prunes by
+            // the server's clock, instances judge ages by their own, and a
+            // stamp pruned early could revive an entry on a reload.
+            .arg(prune_horizon(self.options.max_entry_life).as_micros() as u64)
             .arg(&self.keys.channel);
         for tag in tags {
             invocation.arg(tag.as_bytes());

@@ -31,6 +31,9 @@ pub(crate) struct Recent {
     records: DashMap<KeyHash, Record>,
     seq: AtomicU64,
     keep: Duration,
+    /// Writes since the last sweep: sweeping on every write would make a
+    /// burst of writes quadratic in the number of records.
+    since_sweep: AtomicU64,
 }
 
 impl Recent {
@@ -40,6 +43,7 @@ impl Recent {
             records: DashMap::new(),
             seq: AtomicU64::new(0),
             keep,
+            since_sweep: AtomicU64::new(0),
         }
     }
 
@@ -92,6 +96,13 @@ impl Recent {
 
     fn prune(&self) {
         if self.records.is_empty() {
+            return;
+        }
+        // Sweep once per 64 writes (or on every write while the map is
+        // small): a record kept past its time costs only memory, since reads
+        // that start after its write was answered ignore it.
+        let writes = self.since_sweep.fetch_add(1, Ordering::Relaxed);
+        if self.records.len() > 64 && writes % 64 != 0 {
             return;
         }
         let now = Instant::now();

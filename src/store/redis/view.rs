@@ -22,7 +22,7 @@ use super::conn::{map_error, unavailable};
 use super::Shared;
 use crate::entry::Entry;
 use crate::stamp::{now_micros, InvalidationMode, Stamp, TagBoard, Validity};
-use crate::store::StoreError;
+use crate::store::{StoreError, StoreErrorKind};
 
 /// One `HSCAN` page: field/value pairs.
 type Fields = Vec<(Vec<u8>, Vec<u8>)>;
@@ -213,7 +213,13 @@ async fn session(
         match tokio::time::timeout(options.ping_interval, stream.next()).await {
             Ok(Some(message)) => {
                 if !shared.view.apply_message(message.get_payload_bytes()) {
-                    tracing::warn!("tagcache ignored a malformed invalidation message");
+                    // An invalidation we cannot read (another format during
+                    // a rolling deploy, say) may be one we needed: reload
+                    // the whole table rather than carry on without it.
+                    return Err(StoreError::new(
+                        StoreErrorKind::Corrupt,
+                        "unreadable invalidation message; reloading the stamp table",
+                    ));
                 }
             }
             Ok(None) => return Err(unavailable("invalidation feed disconnected")),
