@@ -526,6 +526,37 @@ async fn feed_keepalive_keeps_the_subscription() {
     assert!(store.is_in_sync());
 }
 
+/// An invalidation message this instance cannot read might be one it
+/// needed: the feed resubscribes and reloads the stamp table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_invalidation_message_reloads_the_view() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = store(&server.url(), "garbled").await;
+    assert!(store.is_in_sync());
+    let subscribes = || {
+        server
+            .command_calls()
+            .get("subscribe")
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = subscribes();
+    server.cmd_str(&["PUBLISH", "garbled:invalidations", "9|?|not a stamp|"]);
+    let (server_ref, store_ref) = (&server, &store);
+    eventually("the feed resubscribed and reloaded", 1000, || async move {
+        server_ref
+            .command_calls()
+            .get("subscribe")
+            .copied()
+            .unwrap_or(0)
+            > before
+            && store_ref.is_in_sync()
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stamp_table_is_pruned() {
     let Some(server) = RedisServer::start() else {

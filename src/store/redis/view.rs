@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::oneshot;
 
 use super::conn::{map_error, unavailable};
@@ -203,6 +203,11 @@ async fn session(
     // Subscribed first, loaded second: an invalidation made meanwhile is
     // either in the scan or in the feed (and applying it twice is harmless).
     load(shared).await?;
+    // Messages that arrived during the scan are applied before the view
+    // claims to be in sync (the scan may have missed what they carry).
+    while let Some(Some(message)) = stream.next().now_or_never() {
+        apply(shared, &message)?;
+    }
     shared.view.synced.store(true, Ordering::Release);
     *backoff = MIN_BACKOFF;
     if let Some(first) = first.take() {
@@ -211,17 +216,7 @@ async fn session(
     tracing::debug!(channel = %shared.keys.channel, "tagcache redis invalidation feed in sync");
     loop {
         match tokio::time::timeout(options.ping_interval, stream.next()).await {
-            Ok(Some(message)) => {
-                if !shared.view.apply_message(message.get_payload_bytes()) {
-                    // An invalidation we cannot read (another format during
-                    // a rolling deploy, say) may be one we needed: reload
-                    // the whole table rather than carry on without it.
-                    return Err(StoreError::new(
-                        StoreErrorKind::Corrupt,
-                        "unreadable invalidation message; reloading the stamp table",
-                    ));
-                }
-            }
+            Ok(Some(message)) => apply(shared, &message)?,
             Ok(None) => return Err(unavailable("invalidation feed disconnected")),
             Err(_) => {
                 // Quiet for a while: make sure the connection is still there.
@@ -231,6 +226,20 @@ async fn session(
                     .map_err(|e| map_error(&e))?;
             }
         }
+    }
+}
+
+/// Applies one feed message. An invalidation we cannot read (another format
+/// during a rolling deploy, say) may be one we needed: the error makes the
+/// feed reload the whole table rather than carry on without it.
+fn apply(shared: &Shared, message: &redis::Msg) -> Result<(), StoreError> {
+    if shared.view.apply_message(message.get_payload_bytes()) {
+        Ok(())
+    } else {
+        Err(StoreError::new(
+            StoreErrorKind::Corrupt,
+            "unreadable invalidation message; reloading the stamp table",
+        ))
     }
 }
 
