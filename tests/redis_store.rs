@@ -608,8 +608,9 @@ async fn invalid_options_are_rejected() {
     }
 }
 
-/// Every store-agnostic suite case as its own test, each against a fresh
-/// server (so one failing case neither hides nor disturbs the others).
+/// Every store-agnostic suite case as its own test (so one failing case
+/// neither hides nor disturbs the others), each with a fresh namespace on
+/// the module's server.
 mod suite {
     use super::*;
 
