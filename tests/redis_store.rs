@@ -80,6 +80,15 @@ async fn undecodable_values_are_misses_and_get_overwritten() {
         ("empty", Vec::new()),
     ];
     for (i, (what, raw)) in variants.into_iter().enumerate() {
+        // The fill's SET must be fully answered first: while it is in
+        // flight, this instance reads its own write, not what another
+        // client puts in Redis meanwhile.
+        let in_flight = store.clone();
+        eventually("the fill's write is answered", 500, || {
+            let store = in_flight.clone();
+            async move { store.writes_in_flight() == 0 }
+        })
+        .await;
         let corrupt_before = store.corrupt_entries();
         assert_eq!(
             server.cmd(&[b"SET", &key, &raw]),

@@ -297,6 +297,12 @@ impl RedisStore {
         self.handle.shared.view.is_synced()
     }
 
+    /// How many of this instance's writes are sent but not yet answered
+    /// (for diagnostics; reads of those keys return the written entry).
+    pub fn writes_in_flight(&self) -> usize {
+        self.handle.shared.recent.in_flight()
+    }
+
     /// How many stored values failed to decode (and were treated as misses)
     /// since the store was built.
     pub fn corrupt_entries(&self) -> u64 {

@@ -94,6 +94,16 @@ impl Recent {
         (record.seq > started || record.answered_at.is_none()).then(|| record.entry.clone())
     }
 
+    /// Writes sent whose answer this instance has not yet taken in. Until
+    /// then a read of the key returns the written entry, whatever else is
+    /// in Redis.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.records
+            .iter()
+            .filter(|record| record.answered_at.is_none())
+            .count()
+    }
+
     fn prune(&self) {
         if self.records.is_empty() {
             return;
