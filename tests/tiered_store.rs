@@ -82,6 +82,12 @@ async fn invalidation_reaches_other_instances_local_tier() {
     let (calls_a, calls_b) = (Counter::default(), Counter::default());
     let (app_a, app_b) = (app(&a, calls_a.clone()), app(&b, calls_b.clone()));
     get_reply(&app_a, "/r").await;
+    // A stores after answering: wait until its entry is in Redis.
+    let server_ref = &server;
+    eventually("A's entry is in Redis", 500, || async move {
+        server_ref.keys("two:e:*").len() == 1
+    })
+    .await;
     // B reads A's entry from Redis, then from its own tier.
     assert!(get_reply(&app_b, "/r").await.is_hit());
     assert!(get_reply(&app_b, "/r").await.is_hit());
