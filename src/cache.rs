@@ -1,37 +1,20 @@
-//! The shared [`Cache`] handle.
+//! The shared [`Cache`] handle, and the one place invalidations run.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum_core::extract::FromRequestParts;
-use axum_core::response::{IntoResponse, Response};
-use http::request::Parts;
-use http::StatusCode;
-
 use crate::coalesce::Coalescer;
 use crate::entry::Tag;
-use crate::invalidate::InvalidateLayer;
-use crate::layer::CacheLayer;
 use crate::metrics::{CacheStats, RouteMetrics, StoreOp};
 use crate::semantics::cache_status::is_valid_cache_name;
 use crate::stamp::{InvalidationMode, Stamp};
-use crate::store::{MemoryStore, Store, StoreError};
+use crate::store::{MemoryStore, Store, StoreFuture, StoreResult};
+use crate::tags::{collect, key_tag};
 
 /// The route name under which invalidations made directly on the
 /// [`Cache`] handle are counted.
 pub const DIRECT_ROUTE: &str = "direct";
-
-/// Reserved tag prefix: every entry carries `#key:<its key>`, which is how
-/// [`Cache::purge`] reaches all variants of a key without a scan.
-pub(crate) const KEY_TAG_PREFIX: &str = "#key:";
-
-pub(crate) fn key_tag(key: &str) -> Tag {
-    let mut tag = String::with_capacity(KEY_TAG_PREFIX.len() + key.len());
-    tag.push_str(KEY_TAG_PREFIX);
-    tag.push_str(key);
-    tag.into_boxed_str()
-}
 
 /// A cheap-to-clone handle to one response cache: its store, its in-flight
 /// origin calls and its metrics. Build layers from it, and keep a clone
@@ -64,10 +47,10 @@ pub struct Cache {
     inner: Arc<CacheInner>,
 }
 
-pub(crate) struct CacheInner {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) name: Arc<str>,
-    pub(crate) coalescer: Arc<Coalescer>,
+struct CacheInner {
+    store: Arc<dyn Store>,
+    name: Arc<str>,
+    coalescer: Arc<Coalescer>,
     routes: Mutex<HashMap<Arc<str>, Arc<RouteMetrics>>>,
     direct: Arc<RouteMetrics>,
 }
@@ -139,8 +122,14 @@ impl CacheBuilder {
     }
 }
 
-/// Result of a direct invalidation.
-pub type InvalidateResult = Result<Stamp, StoreError>;
+/// What one invalidation reaches.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// The entries carrying any of these tags.
+    Tags(Vec<Tag>, InvalidationMode),
+    /// Every entry.
+    All,
+}
 
 impl Cache {
     /// Options, starting from an in-memory store named `tagcache`.
@@ -156,57 +145,43 @@ impl Cache {
         Cache::builder().store(store).build()
     }
 
-    /// Starts a [`CacheLayer`] for one route; `route` names it in metrics
-    /// and stats, so keep it short and fixed (never a URL).
-    pub fn layer(&self, route: &str) -> CacheLayer {
-        CacheLayer::new(self.clone(), route)
-    }
-
-    /// Starts an [`InvalidateLayer`] for one mutating route.
-    pub fn invalidate_layer(&self, route: &str) -> InvalidateLayer {
-        InvalidateLayer::new(self.clone(), route)
-    }
-
     /// Invalidates every entry carrying any of `tags`. Once this returns
     /// `Ok`, no request on this instance is answered with a response whose
     /// origin call started before it.
     ///
     /// The error says the store could not record the invalidation (Redis
     /// unreachable): entries may then stay served until their TTL.
-    pub async fn invalidate<I, T>(&self, tags: I) -> InvalidateResult
+    pub async fn invalidate<I, T>(&self, tags: I) -> StoreResult<Stamp>
     where
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
-        let tags = collect_tags(tags);
-        self.invalidate_tags(&tags, InvalidationMode::Hard, &self.inner.direct)
-            .await
+        let target = Target::Tags(collect(tags), InvalidationMode::Hard);
+        self.run_invalidation(target, &self.inner.direct).await
     }
 
     /// Marks every entry carrying any of `tags` as stale: routes with
     /// stale-while-revalidate may still answer from it while one refresh
     /// runs; other routes treat it as a miss.
-    pub async fn invalidate_soft<I, T>(&self, tags: I) -> InvalidateResult
+    pub async fn invalidate_soft<I, T>(&self, tags: I) -> StoreResult<Stamp>
     where
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
-        let tags = collect_tags(tags);
-        self.invalidate_tags(&tags, InvalidationMode::Soft, &self.inner.direct)
-            .await
+        let target = Target::Tags(collect(tags), InvalidationMode::Soft);
+        self.run_invalidation(target, &self.inner.direct).await
     }
 
     /// Invalidates the entries stored under `key` (the value a route's key
     /// function returned), in every route and every `Vary` variant.
-    pub async fn purge(&self, key: &str) -> InvalidateResult {
-        let tags = [key_tag(key)];
-        self.invalidate_tags(&tags, InvalidationMode::Hard, &self.inner.direct)
-            .await
+    pub async fn purge(&self, key: &str) -> StoreResult<Stamp> {
+        let target = Target::Tags(vec![key_tag(key)], InvalidationMode::Hard);
+        self.run_invalidation(target, &self.inner.direct).await
     }
 
     /// Invalidates every entry.
-    pub async fn purge_all(&self) -> InvalidateResult {
-        self.inner.store.invalidate_all().await
+    pub async fn purge_all(&self) -> StoreResult<Stamp> {
+        self.run_invalidation(Target::All, &self.inner.direct).await
     }
 
     /// A snapshot of every route's counters.
@@ -233,8 +208,14 @@ impl Cache {
         &self.inner.store
     }
 
-    pub(crate) fn inner(&self) -> &CacheInner {
-        &self.inner
+    /// The cache's name in `Cache-Status`.
+    pub(crate) fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// This cache's in-flight origin calls.
+    pub(crate) fn coalescer(&self) -> &Arc<Coalescer> {
+        &self.inner.coalescer
     }
 
     /// The counters of `route`, shared by every layer with that name.
@@ -249,69 +230,61 @@ impl Cache {
         metrics
     }
 
-    pub(crate) async fn invalidate_tags(
+    /// Runs one invalidation and times, counts and logs it under `metrics`,
+    /// whoever asked for it (a route's [`InvalidateLayer`](crate::InvalidateLayer)
+    /// or code holding the handle). Resolved at once when the store answers
+    /// at once; otherwise the returned future records the outcome when it
+    /// completes, so a caller may spawn it.
+    ///
+    /// An empty tag list invalidates nothing and returns a fresh stamp.
+    pub(crate) fn run_invalidation(
         &self,
-        tags: &[Tag],
-        mode: InvalidationMode,
-        metrics: &RouteMetrics,
-    ) -> InvalidateResult {
-        if tags.is_empty() {
-            return self.inner.store.fill_stamp().await;
-        }
+        target: Target,
+        metrics: &Arc<RouteMetrics>,
+    ) -> StoreFuture<Stamp> {
+        let store = &self.inner.store;
         let started = Instant::now();
-        let result = self.inner.store.invalidate(tags, mode).await;
-        metrics.store_latency(StoreOp::Invalidate, started.elapsed());
-        match &result {
-            Ok(stamp) => {
-                metrics.invalidated(tags.len());
-                tracing::debug!(route = %metrics.name(), ?tags, ?mode, stamp = stamp.0, "tagcache invalidated");
+        let pending = match &target {
+            Target::Tags(tags, _) if tags.is_empty() => return store.fill_stamp(),
+            Target::Tags(tags, mode) => store.invalidate(tags, *mode),
+            Target::All => store.invalidate_all(),
+        };
+        match pending.now_or_later() {
+            Ok(result) => {
+                record_invalidation(metrics, &target, &result, started);
+                StoreFuture::ready(result)
             }
-            Err(error) => {
-                metrics.store_error(StoreOp::Invalidate);
-                tracing::error!(route = %metrics.name(), ?tags, %error, "tagcache invalidation failed; entries with these tags may be served until they expire");
+            Err(pending) => {
+                let metrics = metrics.clone();
+                StoreFuture::pending(async move {
+                    let result = pending.await;
+                    record_invalidation(&metrics, &target, &result, started);
+                    result
+                })
             }
         }
-        result
     }
 }
 
-pub(crate) fn collect_tags<I, T>(tags: I) -> Vec<Tag>
-where
-    I: IntoIterator<Item = T>,
-    T: AsRef<str>,
-{
-    let mut out: Vec<Tag> = Vec::new();
-    for tag in tags {
-        let tag = tag.as_ref();
-        if !out.iter().any(|t| &**t == tag) {
-            out.push(tag.into());
+fn record_invalidation(
+    metrics: &RouteMetrics,
+    target: &Target,
+    result: &StoreResult<Stamp>,
+    started: Instant,
+) {
+    metrics.store_latency(StoreOp::Invalidate, started.elapsed());
+    let (tags, mode): (&[Tag], _) = match target {
+        Target::Tags(tags, mode) => (tags, Some(*mode)),
+        Target::All => (&[], None),
+    };
+    match result {
+        Ok(stamp) => {
+            metrics.invalidated(tags.len());
+            tracing::debug!(route = %metrics.name(), ?tags, ?mode, all = mode.is_none(), stamp = stamp.0, "tagcache invalidated");
         }
-    }
-    out
-}
-
-/// Handlers can take the [`Cache`] as an extractor: routes behind a
-/// [`CacheLayer`] or [`InvalidateLayer`] receive it automatically, other
-/// routes need `.layer(axum::Extension(cache.clone()))`.
-impl<S: Send + Sync> FromRequestParts<S> for Cache {
-    type Rejection = MissingCache;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Cache>().cloned().ok_or(MissingCache)
-    }
-}
-
-/// Rejection when a handler asks for the [`Cache`] but no layer provided it.
-#[derive(Debug, Clone, Copy)]
-pub struct MissingCache;
-
-impl IntoResponse for MissingCache {
-    fn into_response(self) -> Response {
-        tracing::error!("tagcache::Cache extractor used on a route without the cache: add `.layer(axum::Extension(cache.clone()))` to the router");
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "tagcache::Cache is not available to this handler: add `.layer(axum::Extension(cache.clone()))` to the router, or put the route behind a CacheLayer or InvalidateLayer",
-        )
-            .into_response()
+        Err(error) => {
+            metrics.store_error(StoreOp::Invalidate);
+            tracing::error!(route = %metrics.name(), ?tags, all = mode.is_none(), %error, "tagcache invalidation failed; affected entries may be served until they expire");
+        }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The first request to miss a key becomes the *leader* and holds a
 //! [`FlightGuard`]; later requests for the key become *waiters* and await the
-//! flight's [`Outcome`]. The guard reports exactly one outcome:
+//! flight's [`FlightEnd`]. The guard reports exactly one outcome:
 //!
 //! * `Shared(entry)`: the response was storable; waiters answer from it after
 //!   checking it against the tag stamps and their own `Vary` values, so a
@@ -28,14 +28,14 @@ use crate::entry::{Entry, KeyHash};
 
 /// How a flight ended.
 #[derive(Clone, Debug)]
-pub(crate) enum Outcome {
+pub(crate) enum FlightEnd {
     Shared(Arc<Entry>),
     NotShareable,
     Abandoned,
 }
 
 pub(crate) struct Flight {
-    outcome: watch::Sender<Option<Outcome>>,
+    outcome: watch::Sender<Option<FlightEnd>>,
 }
 
 impl Flight {
@@ -46,14 +46,14 @@ impl Flight {
     }
 
     /// Waits for the flight's outcome.
-    pub(crate) async fn outcome(&self) -> Outcome {
+    pub(crate) async fn outcome(&self) -> FlightEnd {
         let mut rx = self.outcome.subscribe();
         let result = rx.wait_for(Option::is_some).await;
         match result {
-            Ok(outcome) => outcome.clone().unwrap_or(Outcome::Abandoned),
+            Ok(outcome) => outcome.clone().unwrap_or(FlightEnd::Abandoned),
             // The sender lives inside the flight we hold, so it cannot be
             // dropped while we wait; treat the impossible as abandonment.
-            Err(_) => Outcome::Abandoned,
+            Err(_) => FlightEnd::Abandoned,
         }
     }
 }
@@ -88,11 +88,12 @@ impl Coalescer {
     }
 
     /// Removes `flight` from the table if it is still the one for `key`, so
-    /// the next request leads a fresh flight instead of joining it. Used by a
-    /// waiter that found the flight's response invalidated, or that gave up
-    /// waiting (a leader whose client reads slowly, or whose origin hangs,
-    /// must not hold every later miss for the key). The old leader's guard
-    /// still reports to its own waiters and cannot remove the new flight.
+    /// the next request leads a fresh flight instead of joining it. Done by
+    /// the leader's guard when the flight ends, and by a waiter that found
+    /// the flight's response invalidated or gave up waiting (a leader whose
+    /// client reads slowly, or whose origin hangs, must not hold every later
+    /// miss for the key). The old leader's guard still reports to its own
+    /// waiters and cannot remove a newer flight.
     pub(crate) fn retire(&self, key: KeyHash, flight: &Arc<Flight>) {
         self.flights
             .remove_if(&key, |_, current| Arc::ptr_eq(current, flight));
@@ -110,11 +111,6 @@ impl Coalescer {
             .iter()
             .map(|flight| flight.outcome.receiver_count())
             .sum()
-    }
-
-    fn remove(&self, key: KeyHash, flight: &Arc<Flight>) {
-        self.flights
-            .remove_if(&key, |_, current| Arc::ptr_eq(current, flight));
     }
 }
 
@@ -134,16 +130,16 @@ impl FlightGuard {
         self.reported = true;
         self.flight
             .outcome
-            .send_replace(Some(Outcome::Shared(entry)));
+            .send_replace(Some(FlightEnd::Shared(entry)));
     }
 
     /// Tells the waiters to call the origin themselves.
     pub(crate) fn not_shareable(mut self) {
         self.reported = true;
-        self.coalescer.remove(self.key, &self.flight);
+        self.coalescer.retire(self.key, &self.flight);
         self.flight
             .outcome
-            .send_replace(Some(Outcome::NotShareable));
+            .send_replace(Some(FlightEnd::NotShareable));
     }
 }
 
@@ -151,9 +147,9 @@ impl Drop for FlightGuard {
     fn drop(&mut self) {
         // Leave the table first, so that a waiter woken by `Abandoned` and
         // joining again finds the slot free and can lead.
-        self.coalescer.remove(self.key, &self.flight);
+        self.coalescer.retire(self.key, &self.flight);
         if !self.reported {
-            self.flight.outcome.send_replace(Some(Outcome::Abandoned));
+            self.flight.outcome.send_replace(Some(FlightEnd::Abandoned));
         }
     }
 }
@@ -174,7 +170,7 @@ mod tests {
         };
         let waiting = tokio::spawn(async move { flight.outcome().await });
         guard.not_shareable();
-        assert!(matches!(waiting.await.unwrap(), Outcome::NotShareable));
+        assert!(matches!(waiting.await.unwrap(), FlightEnd::NotShareable));
         assert_eq!(coalescer.len(), 0);
     }
 
@@ -189,7 +185,7 @@ mod tests {
             panic!()
         };
         drop(guard);
-        assert!(matches!(flight.outcome().await, Outcome::Abandoned));
+        assert!(matches!(flight.outcome().await, FlightEnd::Abandoned));
         assert!(matches!(coalescer.join(key), Role::Leader(_)));
     }
 }

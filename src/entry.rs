@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use xxhash_rust::xxh3::{xxh3_128, Xxh3Default};
 
-use crate::stamp::Stamp;
+use crate::stamp::{micros, Stamp};
 
 /// A tag: a name for a piece of data a response depends on (`teacher:7`).
 pub type Tag = Box<str>;
@@ -125,8 +125,7 @@ pub struct Entry {
 impl Entry {
     /// Wall time (µs) at which the entry stops being fresh.
     pub fn fresh_until_micros(&self) -> u64 {
-        let ttl = u64::try_from(self.ttl.as_micros()).unwrap_or(u64::MAX);
-        self.stored_at_micros.saturating_add(ttl)
+        self.stored_at_micros.saturating_add(micros(self.ttl))
     }
 
     /// How long the store must keep the entry after storing it: its TTL

@@ -87,6 +87,7 @@
 mod cache;
 mod coalesce;
 pub mod entry;
+mod extract;
 pub mod invalidate;
 pub mod layer;
 pub mod metrics;
@@ -95,8 +96,9 @@ pub mod stamp;
 pub mod store;
 mod tags;
 
-pub use cache::{Cache, CacheBuilder, InvalidateResult, MissingCache, DIRECT_ROUTE};
+pub use cache::{Cache, CacheBuilder, DIRECT_ROUTE};
 pub use entry::{Entry, KeyHash, Tag};
+pub use extract::MissingCache;
 pub use invalidate::InvalidateLayer;
 pub use layer::{CacheBody, CacheLayer, CACHE_STATUS};
 pub use metrics::{CacheStats, RouteStats};

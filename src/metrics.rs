@@ -40,7 +40,7 @@ impl StoreOp {
         StoreOp::Invalidate,
     ];
 
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             StoreOp::Get => "get",
             StoreOp::Put => "put",

@@ -45,8 +45,27 @@ impl Stamp {
 pub fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
+        .map(micros)
         .unwrap_or(0)
+}
+
+/// A duration in whole microseconds, saturating: `Duration::MAX` means "for
+/// ever" rather than wrapping around. Every conversion of a duration to
+/// stamp units goes through here.
+pub fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Default longest life of an entry after its fill started: 1 day.
+pub const DEFAULT_MAX_ENTRY_LIFE: Duration = Duration::from_secs(24 * 3600);
+/// Default cap on the number of tag stamps held.
+pub const DEFAULT_MAX_TAGS: usize = 1_000_000;
+
+/// Whether an entry filled at `fill` is, at `now` (µs), past the longest
+/// life any entry may have. Beyond it the tag stamps that could invalidate
+/// the entry may have been pruned, so it must not be served.
+pub fn outlived(fill: Stamp, now: u64, max_entry_life: Duration) -> bool {
+    now.saturating_sub(fill.0) > micros(max_entry_life)
 }
 
 /// A strictly monotonic clock: every call to [`Clock::next`] returns a stamp
@@ -235,8 +254,7 @@ impl TagBoard {
     /// cap, sheds the oldest half and raises the floor to cover them.
     fn prune(&self, now: u64) {
         self.since_prune.store(0, Ordering::Relaxed);
-        let life = u64::try_from(self.max_entry_life.as_micros()).unwrap_or(u64::MAX);
-        let horizon = now.saturating_sub(life);
+        let horizon = now.saturating_sub(micros(self.max_entry_life));
         self.stamps
             .retain(|_, stamp| stamp.hard.max(stamp.soft) >= horizon);
         if self.stamps.len() <= self.max_tags {

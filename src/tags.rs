@@ -1,6 +1,13 @@
-//! Tags a handler attaches to its response.
+//! Tags: what data a response depends on. The [`Tags`] response extension
+//! handlers return, and the one way both layers gather a response's tags.
+
+use std::sync::Arc;
 
 use axum_core::response::{IntoResponseParts, ResponseParts};
+use http::request::Parts;
+use http::{response, Request};
+
+use crate::entry::Tag;
 
 /// Tags carried in a response's extensions.
 ///
@@ -61,5 +68,96 @@ impl IntoResponseParts for Tags {
 impl<T: Into<String>> FromIterator<T> for Tags {
     fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
         Tags::new(iter)
+    }
+}
+
+/// A layer's tags function, from the request head and the response head.
+pub(crate) type TagsFn = Arc<dyn Fn(&Parts, &response::Parts) -> Vec<String> + Send + Sync>;
+
+/// Boxes a user's tags closure (any iterable of string-likes).
+pub(crate) fn tags_fn<F, I, T>(tags: F) -> TagsFn
+where
+    F: Fn(&Parts, &response::Parts) -> I + Send + Sync + 'static,
+    I: IntoIterator<Item = T>,
+    T: Into<String>,
+{
+    Arc::new(move |req: &Parts, res: &response::Parts| {
+        tags(req, res).into_iter().map(Into::into).collect()
+    })
+}
+
+/// A response's tags: the layer's function (when it has one and the request
+/// head was kept for it), then the handler's [`Tags`] extension; each tag
+/// once, in that order.
+pub(crate) fn gather(
+    tags_of: Option<&TagsFn>,
+    request: Option<&Parts>,
+    response: &response::Parts,
+) -> Vec<Tag> {
+    let from_fn = match (tags_of, request) {
+        (Some(tags_of), Some(request)) => tags_of(request, response),
+        _ => Vec::new(),
+    };
+    let from_handler = response.extensions.get::<Tags>().map(Tags::as_slice);
+    collect(from_fn.iter().chain(from_handler.unwrap_or_default()))
+}
+
+/// Deduplicates tags, keeping their first order.
+pub(crate) fn collect<I, T>(tags: I) -> Vec<Tag>
+where
+    I: IntoIterator<Item = T>,
+    T: AsRef<str>,
+{
+    let mut out: Vec<Tag> = Vec::new();
+    for tag in tags {
+        let tag = tag.as_ref();
+        if !out.iter().any(|t| &**t == tag) {
+            out.push(tag.into());
+        }
+    }
+    out
+}
+
+/// A copy of a request head without extensions or body: tags functions run
+/// after the request itself went to the handler, which consumes it.
+pub(crate) fn copy_head(parts: &Parts) -> Parts {
+    let mut request = Request::new(());
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    request.into_parts().0
+}
+
+/// Reserved tag prefix: every entry carries `#key:<its key>`, which is how
+/// [`Cache::purge`](crate::Cache::purge) reaches all variants of a key
+/// without a scan.
+pub(crate) const KEY_TAG_PREFIX: &str = "#key:";
+
+/// The implicit tag of every entry stored under `key`.
+pub(crate) fn key_tag(key: &str) -> Tag {
+    let mut tag = String::with_capacity(KEY_TAG_PREFIX.len() + key.len());
+    tag.push_str(KEY_TAG_PREFIX);
+    tag.push_str(key);
+    tag.into_boxed_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gathered_tags_come_from_the_function_then_the_handler_once_each() {
+        let request = copy_head(&Request::get("/x").body(()).unwrap().into_parts().0);
+        let mut response = http::Response::new(()).into_parts().0;
+        response.extensions.insert(Tags::new(["b", "c", "a"]));
+        let tags_of = tags_fn(|_, _| ["a", "b"]);
+        let gathered = gather(Some(&tags_of), Some(&request), &response);
+        assert_eq!(gathered, ["a", "b", "c"].map(Tag::from));
+        // Without the request head, only the handler's tags count.
+        assert_eq!(
+            gather(Some(&tags_of), None, &response),
+            ["b", "c", "a"].map(Tag::from)
+        );
     }
 }

@@ -89,8 +89,8 @@ impl Store for TestStore {
     fn validity(&self, entry: &Entry) -> Validity {
         self.board.validity(&entry.tags, entry.fill_stamp)
     }
-    fn outlived(&self, fill: Stamp, now: u64) -> bool {
-        now.saturating_sub(fill.0) > 3_600_000_000
+    fn max_entry_life(&self) -> Duration {
+        Duration::from_secs(3600)
     }
     fn kind(&self) -> &'static str {
         "test"

@@ -4,27 +4,26 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Instant;
 
 use http::request::Parts;
 use http::Response;
 use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 
-use super::Shared;
-use crate::cache::collect_tags;
-use crate::metrics::{RouteMetrics, StoreOp};
+use super::InvalidateRoute;
+use crate::cache::Target;
 use crate::stamp::Stamp;
-use crate::store::{StoreError, StoreErrorKind, StoreFuture, StoreResult};
-use crate::tags::Tags;
+use crate::store::{StoreFuture, StoreResult};
+use crate::tags::gather;
 
 pin_project! {
-    /// Waits for the handler, then for the invalidation, then yields the
+    /// Response future of [`InvalidateService`](super::InvalidateService):
+    /// waits for the handler, then for the invalidation, then yields the
     /// handler's response.
-    pub struct InvalidateFuture<F, B> {
+    pub struct ResponseFuture<F, B> {
         #[pin]
         inner: F,
-        shared: Arc<Shared>,
+        route: Arc<InvalidateRoute>,
         head: Option<Parts>,
         invalidating: Option<(Response<B>, Invalidation)>,
     }
@@ -36,21 +35,21 @@ pin_project! {
 enum Invalidation {
     Task(JoinHandle<StoreResult<Stamp>>),
     /// No runtime to spawn on (not the case under axum): polled in place.
-    InPlace(Pin<Box<dyn Future<Output = StoreResult<Stamp>> + Send>>),
+    InPlace(StoreFuture<Stamp>),
 }
 
-impl<F, B> InvalidateFuture<F, B> {
-    pub(crate) fn new(inner: F, shared: Arc<Shared>, head: Option<Parts>) -> Self {
-        InvalidateFuture {
+impl<F, B> ResponseFuture<F, B> {
+    pub(crate) fn new(inner: F, route: Arc<InvalidateRoute>, head: Option<Parts>) -> Self {
+        ResponseFuture {
             inner,
-            shared,
+            route,
             head,
             invalidating: None,
         }
     }
 }
 
-impl<F, B, E> Future for InvalidateFuture<F, B>
+impl<F, B, E> Future for ResponseFuture<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
@@ -59,90 +58,43 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         if let Some((_, invalidation)) = this.invalidating.as_mut() {
-            // Failures were counted and logged where the invalidation ran.
-            let _ = ready!(match invalidation {
-                Invalidation::Task(task) => Pin::new(task).poll(cx).map(|joined| {
-                    joined.unwrap_or_else(|e| {
-                        Err(StoreError::new(StoreErrorKind::Other, e.to_string()))
-                    })
-                }),
-                Invalidation::InPlace(future) => future.as_mut().poll(cx),
-            });
+            // The outcome was counted and logged where the invalidation ran;
+            // a task that panicked or was cancelled has nothing to add.
+            match invalidation {
+                Invalidation::Task(task) => drop(ready!(Pin::new(task).poll(cx))),
+                Invalidation::InPlace(future) => drop(ready!(Pin::new(future).poll(cx))),
+            }
             let (response, _) = this.invalidating.take().expect("checked above");
             return Poll::Ready(Ok(response));
         }
 
         let response = ready!(this.inner.as_mut().poll(cx))?;
-        if !(this.shared.when)(response.status()) {
+        let route = this.route;
+        if !(route.when)(response.status()) {
             return Poll::Ready(Ok(response));
         }
         let (parts, body) = response.into_parts();
-        let mut tags = match (&this.shared.tags, this.head.take()) {
-            (Some(tags_of), Some(head)) => tags_of(&head, &parts),
-            _ => Vec::new(),
-        };
-        if let Some(extra) = parts.extensions.get::<Tags>() {
-            tags.extend(extra.as_slice().iter().cloned());
-        }
+        let tags = gather(route.tags.as_ref(), this.head.as_ref(), &parts);
         let response = Response::from_parts(parts, body);
-        let tags = collect_tags(tags);
         if tags.is_empty() {
             return Poll::Ready(Ok(response));
         }
-        let started = Instant::now();
-        let metrics = this.shared.metrics.clone();
-        let count = tags.len();
-        match this
-            .shared
+        let target = Target::Tags(tags, route.mode);
+        let pending = match route
             .cache
-            .store()
-            .invalidate(&tags, this.shared.mode)
+            .run_invalidation(target, &route.metrics)
             .now_or_later()
         {
-            Ok(result) => {
-                record(&metrics, result, count, started);
-                Poll::Ready(Ok(response))
-            }
-            Err(pending) => {
-                let finish = finish(pending, metrics, count, started);
-                let invalidation = match tokio::runtime::Handle::try_current() {
-                    Ok(runtime) => Invalidation::Task(runtime.spawn(finish)),
-                    Err(_) => Invalidation::InPlace(Box::pin(finish)),
-                };
-                *this.invalidating = Some((response, invalidation));
-                // Poll once now so the task's waker is registered.
-                self_poll_again(cx)
-            }
-        }
-    }
-}
-
-fn self_poll_again<T>(cx: &mut Context<'_>) -> Poll<T> {
-    cx.waker().wake_by_ref();
-    Poll::Pending
-}
-
-async fn finish(
-    pending: StoreFuture<Stamp>,
-    metrics: Arc<RouteMetrics>,
-    tags: usize,
-    started: Instant,
-) -> StoreResult<Stamp> {
-    let result = pending.await;
-    record(&metrics, result.clone(), tags, started);
-    result
-}
-
-fn record(metrics: &RouteMetrics, result: StoreResult<Stamp>, tags: usize, started: Instant) {
-    metrics.store_latency(StoreOp::Invalidate, started.elapsed());
-    match result {
-        Ok(stamp) => {
-            metrics.invalidated(tags);
-            tracing::debug!(route = %metrics.name(), tags, stamp = stamp.0, "tagcache invalidated after mutation");
-        }
-        Err(error) => {
-            metrics.store_error(StoreOp::Invalidate);
-            tracing::error!(route = %metrics.name(), %error, "tagcache could not invalidate after a successful mutation; affected entries may be served until they expire");
-        }
+            Ok(_) => return Poll::Ready(Ok(response)),
+            Err(pending) => pending,
+        };
+        let invalidation = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => Invalidation::Task(runtime.spawn(pending)),
+            Err(_) => Invalidation::InPlace(pending),
+        };
+        *this.invalidating = Some((response, invalidation));
+        // Poll again at once, so the task's waker is registered.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }

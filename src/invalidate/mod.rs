@@ -42,14 +42,14 @@ use http::request::Parts;
 use http::{response, StatusCode};
 use tower_layer::Layer;
 
-pub use future::InvalidateFuture;
+pub use future::ResponseFuture;
 pub use service::InvalidateService;
 
 use crate::cache::Cache;
 use crate::metrics::RouteMetrics;
 use crate::stamp::InvalidationMode;
+use crate::tags::{tags_fn, TagsFn};
 
-type TagsFn = Arc<dyn Fn(&Parts, &response::Parts) -> Vec<String> + Send + Sync>;
 type WhenFn = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
 
 /// Invalidates tags after a mutating route succeeded. Made with
@@ -62,7 +62,7 @@ pub struct InvalidateLayer {
     when: WhenFn,
     mode: InvalidationMode,
     /// Made on the first `layer` call and shared, as for `CacheLayer`.
-    built: Arc<OnceLock<Arc<Shared>>>,
+    built: Arc<OnceLock<Arc<InvalidateRoute>>>,
 }
 
 impl std::fmt::Debug for InvalidateLayer {
@@ -74,10 +74,12 @@ impl std::fmt::Debug for InvalidateLayer {
     }
 }
 
-impl InvalidateLayer {
-    pub(crate) fn new(cache: Cache, route: &str) -> Self {
+impl Cache {
+    /// Starts an [`InvalidateLayer`] for one mutating route; `route` names it
+    /// in metrics and stats.
+    pub fn invalidate_layer(&self, route: &str) -> InvalidateLayer {
         InvalidateLayer {
-            cache,
+            cache: self.clone(),
             route: route.into(),
             tags: None,
             when: Arc::new(|status: StatusCode| status.is_success()),
@@ -85,41 +87,44 @@ impl InvalidateLayer {
             built: Arc::default(),
         }
     }
+}
+
+impl InvalidateLayer {
+    /// Applies an option change; the route's state is rebuilt on the next
+    /// `layer` call.
+    fn with(mut self, change: impl FnOnce(&mut Self)) -> Self {
+        change(&mut self);
+        self.built = Arc::default();
+        self
+    }
 
     /// The tags to invalidate, from the request and the response head.
-    pub fn tags<F, I, T>(mut self, tags: F) -> Self
+    pub fn tags<F, I, T>(self, tags: F) -> Self
     where
         F: Fn(&Parts, &response::Parts) -> I + Send + Sync + 'static,
         I: IntoIterator<Item = T>,
         T: Into<String>,
     {
-        self.tags = Some(Arc::new(move |req: &Parts, res: &response::Parts| {
-            tags(req, res).into_iter().map(Into::into).collect()
-        }));
-        self.built = Arc::default();
-        self
+        self.with(|l| l.tags = Some(tags_fn(tags)))
     }
 
     /// Which response statuses count as success (default: 2xx).
-    pub fn when<F>(mut self, success: F) -> Self
+    pub fn when<F>(self, success: F) -> Self
     where
         F: Fn(StatusCode) -> bool + Send + Sync + 'static,
     {
-        self.when = Arc::new(success);
-        self.built = Arc::default();
-        self
+        self.with(|l| l.when = Arc::new(success))
     }
 
     /// Invalidate softly: entries become stale but may still be served under
     /// stale-while-revalidate (see [`Cache::invalidate_soft`]).
-    pub fn soft(mut self) -> Self {
-        self.mode = InvalidationMode::Soft;
-        self.built = Arc::default();
-        self
+    pub fn soft(self) -> Self {
+        self.with(|l| l.mode = InvalidationMode::Soft)
     }
 }
 
-pub(crate) struct Shared {
+/// One mutating route's state, shared by every clone of its service.
+pub(crate) struct InvalidateRoute {
     pub(crate) cache: Cache,
     pub(crate) metrics: Arc<RouteMetrics>,
     pub(crate) tags: Option<TagsFn>,
@@ -132,7 +137,7 @@ impl<S> Layer<S> for InvalidateLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         let shared = self.built.get_or_init(|| {
-            Arc::new(Shared {
+            Arc::new(InvalidateRoute {
                 metrics: self.cache.route_metrics(&self.route),
                 cache: self.cache.clone(),
                 tags: self.tags.clone(),
@@ -142,7 +147,7 @@ impl<S> Layer<S> for InvalidateLayer {
         });
         InvalidateService {
             inner,
-            shared: shared.clone(),
+            route: shared.clone(),
         }
     }
 }

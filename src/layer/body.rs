@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::fill::Recorder;
+use super::record::Recorder;
 use crate::semantics::NotStoredReason;
 
 pin_project! {

@@ -1,21 +1,18 @@
 //! Building responses from entries and decorating passed-through ones.
 
-use std::cell::RefCell;
-use std::sync::OnceLock;
-
 use http::header::{AGE, CONTENT_LENGTH};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use super::body::CacheBody;
+use super::header_values::age_value;
 use crate::entry::Entry;
-use crate::semantics::cache_status::CacheStatus;
 use crate::semantics::conditional::{if_none_match_hits, NOT_MODIFIED_HEADERS};
 
 /// The `Cache-Status` header (RFC 9211).
 pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
 /// Placeholder value of the `Cache-Status` slot in stored headers.
-const SLOT: HeaderValue = HeaderValue::from_static("-");
+pub(crate) const SLOT: HeaderValue = HeaderValue::from_static("-");
 
 /// The headers to store for a response: the origin's, plus slots for `Age`
 /// and `Cache-Status` at the end, so answering a hit overwrites them in
@@ -34,32 +31,6 @@ pub(crate) fn with_slots(headers: &HeaderMap) -> HeaderMap {
     stored
 }
 
-/// The `Age` header for `seconds`: from a table shared by every response
-/// for the first hour (no allocation), formatted beyond that.
-fn age_value(seconds: u64) -> HeaderValue {
-    const TABLE: usize = 3600;
-    static DIGITS: OnceLock<(String, Vec<(u32, u32)>)> = OnceLock::new();
-    let Ok(index) = usize::try_from(seconds) else {
-        return HeaderValue::from(seconds);
-    };
-    if index >= TABLE {
-        return HeaderValue::from(seconds);
-    }
-    let (text, spans) = DIGITS.get_or_init(|| {
-        let mut text = String::new();
-        let spans = (0..TABLE)
-            .map(|n| {
-                let start = text.len() as u32;
-                text.push_str(itoa::Buffer::new().format(n));
-                (start, text.len() as u32)
-            })
-            .collect();
-        (text, spans)
-    });
-    let (start, end) = spans[index];
-    HeaderValue::from_static(&text[start as usize..end as usize])
-}
-
 /// Whole seconds between `from` and `to` (µs), rounding towards zero.
 pub(crate) fn seconds_between(from: u64, to: u64) -> i64 {
     let seconds = (i128::from(to) - i128::from(from)) / 1_000_000;
@@ -70,37 +41,6 @@ pub(crate) fn seconds_between(from: u64, to: u64) -> i64 {
 /// stale answer always reads as stale.
 pub(crate) fn stale_ttl(stale_for_micros: u64) -> i64 {
     -(stale_for_micros.div_ceil(1_000_000).max(1) as i64)
-}
-
-/// `Cache-Status` of a fresh hit: `<name>; hit; ttl=<remaining>`.
-///
-/// Hits within the same second of remaining TTL share one value: each
-/// thread keeps the last few it built, so a busy entry costs a clone (a
-/// reference count) instead of formatting and allocating every time.
-pub(crate) fn hit_status(name: &str, entry: &Entry, now: u64) -> HeaderValue {
-    const SLOTS: usize = 16;
-    thread_local! {
-        static RECENT: RefCell<[(i64, Option<HeaderValue>); SLOTS]> =
-            RefCell::new(std::array::from_fn(|_| (0, None)));
-    }
-    let ttl = seconds_between(now, entry.fresh_until_micros());
-    let slot = ttl.rem_euclid(SLOTS as i64) as usize;
-    // The value is `<name>; hit; ttl=<ttl>`: same TTL and same name (the
-    // name followed by `;`) means the same bytes.
-    let is_for = |value: &HeaderValue| {
-        let bytes = value.as_bytes();
-        bytes.starts_with(name.as_bytes()) && bytes.get(name.len()) == Some(&b';')
-    };
-    let cached = RECENT.with(|recent| match &recent.borrow()[slot] {
-        (t, Some(value)) if *t == ttl && is_for(value) => Some(value.clone()),
-        _ => None,
-    });
-    if let Some(value) = cached {
-        return value;
-    }
-    let value = CacheStatus::new(name).hit().ttl(ttl).finish();
-    RECENT.with(|recent| recent.borrow_mut()[slot] = (ttl, Some(value.clone())));
-    value
 }
 
 /// Answers a request from an entry: the stored status, headers and body, or
@@ -162,40 +102,6 @@ pub(crate) fn with_status<B>(mut response: Response<B>, cache_status: HeaderValu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hit_status_values_are_shared_only_between_equal_names_and_ttls() {
-        let entry = |ttl: u64| Entry {
-            route: "r".into(),
-            key: "k".into(),
-            identity: None,
-            status: http::StatusCode::OK,
-            headers: HeaderMap::new(),
-            body: bytes::Bytes::new(),
-            tags: Box::new([]),
-            vary: Box::new([]),
-            fill_stamp: crate::Stamp(0),
-            stored_at_micros: 0,
-            ttl: std::time::Duration::from_secs(ttl),
-            stale_while_revalidate: std::time::Duration::ZERO,
-            stale_if_error: std::time::Duration::ZERO,
-        };
-        assert_eq!(hit_status("a", &entry(5), 0), "a; hit; ttl=5");
-        assert_eq!(hit_status("a", &entry(5), 0), "a; hit; ttl=5");
-        assert_eq!(hit_status("a-b", &entry(5), 0), "a-b; hit; ttl=5");
-        assert_eq!(hit_status("a", &entry(5), 0), "a; hit; ttl=5");
-        assert_eq!(hit_status("a", &entry(21), 0), "a; hit; ttl=21");
-        assert_eq!(hit_status("a", &entry(5), 0), "a; hit; ttl=5");
-    }
-
-    #[test]
-    fn ages_from_the_table_and_beyond() {
-        assert_eq!(age_value(0), "0");
-        assert_eq!(age_value(59), "59");
-        assert_eq!(age_value(3599), "3599");
-        assert_eq!(age_value(3600), "3600");
-        assert_eq!(age_value(u64::MAX), u64::MAX.to_string().as_str());
-    }
 
     #[test]
     fn slots_are_added_once_and_origin_status_is_kept() {

@@ -19,12 +19,10 @@ use crate::entry::{Entry, KeyHash, Tag};
 use crate::stamp::{Clock, InvalidationMode, Stamp, TagBoard, Validity};
 use crate::store::{Store, StoreFuture};
 
+pub use crate::stamp::{DEFAULT_MAX_ENTRY_LIFE, DEFAULT_MAX_TAGS};
+
 /// Default byte budget: 64 MiB.
 pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
-/// Default longest life of an entry after its fill started: 1 day.
-pub const DEFAULT_MAX_ENTRY_LIFE: Duration = Duration::from_secs(24 * 3600);
-/// Default cap on the number of tag stamps held.
-pub const DEFAULT_MAX_TAGS: usize = 1_000_000;
 
 #[derive(Clone)]
 struct Stored {
@@ -177,9 +175,8 @@ impl Store for MemoryStore {
         self.board.validity(&entry.tags, entry.fill_stamp)
     }
 
-    fn outlived(&self, fill_stamp: Stamp, now: u64) -> bool {
-        let life = u64::try_from(self.board.max_entry_life().as_micros()).unwrap_or(u64::MAX);
-        now.saturating_sub(fill_stamp.0) > life
+    fn max_entry_life(&self) -> Duration {
+        self.board.max_entry_life()
     }
 
     fn kind(&self) -> &'static str {

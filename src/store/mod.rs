@@ -13,6 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use crate::entry::{Entry, KeyHash, Tag};
 use crate::stamp::{InvalidationMode, Stamp, Validity};
@@ -153,9 +154,10 @@ pub trait Store: Send + Sync + 'static {
     /// Checks an entry's tags against the invalidation stamps known here.
     fn validity(&self, entry: &Entry) -> Validity;
 
-    /// Whether an entry filled at `fill_stamp` is past the longest life any
-    /// entry may have (beyond which its tag stamps may have been pruned).
-    fn outlived(&self, fill_stamp: Stamp, now_micros: u64) -> bool;
+    /// The longest any entry may live after its fill stamp: tag stamps
+    /// older than that are pruned, so an entry past it is never served
+    /// (see [`stamp::outlived`](crate::stamp::outlived)).
+    fn max_entry_life(&self) -> Duration;
 
     /// A short name for logs and metrics (`memory`, `redis`).
     fn kind(&self) -> &'static str;

@@ -31,6 +31,7 @@
 //! ```
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::entry::{Entry, KeyHash, Tag};
 use crate::stamp::{now_micros, InvalidationMode, Stamp, Validity};
@@ -141,8 +142,8 @@ impl<R: Store> Store for TieredStore<R> {
         self.remote.validity(entry)
     }
 
-    fn outlived(&self, fill_stamp: Stamp, now_micros: u64) -> bool {
-        self.remote.outlived(fill_stamp, now_micros)
+    fn max_entry_life(&self) -> Duration {
+        self.remote.max_entry_life()
     }
 
     fn kind(&self) -> &'static str {

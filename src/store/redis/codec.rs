@@ -33,7 +33,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::entry::{Entry, Tag};
-use crate::stamp::Stamp;
+use crate::stamp::{micros, Stamp};
 
 /// The current format version, the first byte of every stored value.
 pub const FORMAT_VERSION: u8 = 1;
@@ -201,10 +201,6 @@ pub fn decode(buf: Bytes) -> Result<Entry, DecodeError> {
         stale_while_revalidate,
         stale_if_error,
     })
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 fn put_varint(out: &mut BytesMut, mut value: u64) {

@@ -11,10 +11,7 @@ pub const DEFAULT_NAMESPACE: &str = "tagcache";
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 /// Default bound on each store call, end to end.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(100);
-/// Default longest life of an entry after its fill started: 1 day.
-pub const DEFAULT_MAX_ENTRY_LIFE: Duration = Duration::from_secs(24 * 3600);
-/// Default cap on the tag stamps held in the local view.
-pub const DEFAULT_MAX_TAGS: usize = 1_000_000;
+pub use crate::stamp::{DEFAULT_MAX_ENTRY_LIFE, DEFAULT_MAX_TAGS};
 /// Default quiet time after which the invalidation feed is pinged.
 pub const DEFAULT_FEED_PING_INTERVAL: Duration = Duration::from_secs(5);
 

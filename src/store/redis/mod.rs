@@ -89,7 +89,7 @@ use bytes::Bytes;
 use redis::Value;
 
 use crate::entry::{Entry, KeyHash, Tag};
-use crate::stamp::{InvalidationMode, Stamp, Validity};
+use crate::stamp::{micros, InvalidationMode, Stamp, Validity};
 use crate::store::{Store, StoreError, StoreErrorKind, StoreFuture, StoreResult};
 
 pub mod codec;
@@ -147,7 +147,7 @@ impl Keys {
 }
 
 /// What the store and its background task share.
-pub(crate) struct Shared {
+pub(crate) struct StoreState {
     conn: Conn,
     view: View,
     keys: Keys,
@@ -161,7 +161,7 @@ pub(crate) struct Shared {
 }
 
 struct Handle {
-    shared: Arc<Shared>,
+    shared: Arc<StoreState>,
     task: tokio::task::AbortHandle,
 }
 
@@ -257,7 +257,7 @@ impl RedisStore {
             let conn = Conn::single(&urls[0], options.connect_timeout, options.response_timeout)?;
             (conn, None)
         };
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(StoreState {
             conn,
             view: View::new(options.max_entry_life, options.max_tags),
             recent: Recent::new(options.response_timeout),
@@ -319,7 +319,7 @@ impl RedisStore {
         self.handle.shared.keys.entry(key)
     }
 
-    fn shared(&self) -> Arc<Shared> {
+    fn shared(&self) -> Arc<StoreState> {
         self.handle.shared.clone()
     }
 }
@@ -351,7 +351,7 @@ fn eager<T: Send + 'static>(
 
 /// Runs `future` within the store's response timeout.
 async fn bounded<T>(
-    shared: &Shared,
+    shared: &StoreState,
     what: &'static str,
     future: impl Future<Output = Result<T, redis::RedisError>>,
 ) -> StoreResult<T> {
@@ -365,8 +365,9 @@ async fn bounded<T>(
     }
 }
 
-fn parse_stamp(raw: &str) -> StoreResult<Stamp> {
-    raw.parse().map(Stamp).map_err(|_| {
+/// A stamp a script returned.
+fn script_stamp(raw: &str) -> StoreResult<Stamp> {
+    scripts::parse_stamp(raw.as_bytes()).ok_or_else(|| {
         StoreError::new(
             StoreErrorKind::Corrupt,
             format!("redis clock returned {raw:?}"),
@@ -381,7 +382,7 @@ fn retention_millis(entry: &Entry, max_entry_life: Duration) -> u64 {
         .max(1)
 }
 
-impl Shared {
+impl StoreState {
     fn decode(&self, key: KeyHash, raw: Vec<u8>) -> Option<Arc<Entry>> {
         match codec::decode(Bytes::from(raw)) {
             Ok(entry) => Some(Arc::new(entry)),
@@ -403,13 +404,13 @@ impl Shared {
             // Prune only well past the longest entry life: Redis prunes by
             // the server's clock, instances judge ages by their own, and a
             // stamp pruned early could revive an entry on a reload.
-            .arg(prune_horizon(self.options.max_entry_life).as_micros() as u64)
+            .arg(micros(prune_horizon(self.options.max_entry_life)))
             .arg(&self.keys.channel);
         for tag in tags {
             invocation.arg(tag.as_bytes());
         }
         let raw: String = bounded(self, "invalidate", self.conn.script(&invocation)).await?;
-        parse_stamp(&raw)
+        script_stamp(&raw)
     }
 }
 
@@ -468,7 +469,7 @@ impl Store for RedisStore {
         eager(async move {
             let invocation = scripts::FILL_STAMP.key(&shared.keys.clock);
             let raw: String = bounded(&shared, "clock", shared.conn.script(&invocation)).await?;
-            parse_stamp(&raw)
+            script_stamp(&raw)
         })
     }
 
@@ -500,9 +501,8 @@ impl Store for RedisStore {
         self.handle.shared.view.validity(entry)
     }
 
-    fn outlived(&self, fill_stamp: Stamp, now_micros: u64) -> bool {
-        now_micros.saturating_sub(fill_stamp.0)
-            > self.handle.shared.options.max_entry_life.as_micros() as u64
+    fn max_entry_life(&self) -> Duration {
+        self.handle.shared.options.max_entry_life
     }
 
     fn kind(&self) -> &'static str {

@@ -13,6 +13,8 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+use crate::stamp::Stamp;
+
 /// `take(clock)`: the next stamp, `max(last + 1, server time in µs)`, stored
 /// back in the clock key. Because it is never behind the server's clock, it
 /// stays monotonic even if the clock key is lost (evicted, flushed, or a
@@ -80,3 +82,10 @@ pub(crate) static FILL_STAMP: LazyLock<Script> =
 /// The invalidation script.
 pub(crate) static INVALIDATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{CLOCK}{INVALIDATE_BODY}")));
+
+/// Reads a stamp as the scripts write it (and publish it): decimal digits.
+/// Every stamp that comes from Redis, as a reply, a hash field or a feed
+/// message, is read here.
+pub(crate) fn parse_stamp(raw: &[u8]) -> Option<Stamp> {
+    std::str::from_utf8(raw).ok()?.parse().ok().map(Stamp)
+}

@@ -19,9 +19,10 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::oneshot;
 
 use super::conn::{map_error, unavailable};
-use super::Shared;
+use super::scripts::parse_stamp;
+use super::StoreState;
 use crate::entry::Entry;
-use crate::stamp::{now_micros, InvalidationMode, Stamp, TagBoard, Validity};
+use crate::stamp::{micros, now_micros, InvalidationMode, Stamp, TagBoard, Validity};
 use crate::store::{StoreError, StoreErrorKind};
 
 /// One `HSCAN` page: field/value pairs.
@@ -75,7 +76,7 @@ impl View {
         let Some(stamp) = parse_stamp(value) else {
             return;
         };
-        let horizon = now_micros().saturating_sub(self.board.max_entry_life().as_micros() as u64);
+        let horizon = now_micros().saturating_sub(micros(self.board.max_entry_life()));
         if field == b"floor" {
             self.apply_all(stamp);
             return;
@@ -124,17 +125,13 @@ pub(crate) enum Message<'a> {
     },
 }
 
-fn parse_stamp(raw: &[u8]) -> Option<Stamp> {
-    std::str::from_utf8(raw).ok()?.parse().ok().map(Stamp)
-}
-
 /// Parses `1|<mode>|<stamp>|<len>:<tag><len>:<tag>...` (see the script).
 pub(crate) fn parse_message(payload: &[u8]) -> Option<Message<'_>> {
     let text = std::str::from_utf8(payload).ok()?;
     let rest = text.strip_prefix("1|")?;
     let (mode, rest) = rest.split_once('|')?;
     let (stamp, mut rest) = rest.split_once('|')?;
-    let stamp = Stamp(stamp.parse().ok()?);
+    let stamp = parse_stamp(stamp.as_bytes())?;
     let mode = match mode {
         "a" => return Some(Message::All(stamp)),
         "h" => InvalidationMode::Hard,
@@ -155,7 +152,7 @@ pub(crate) fn parse_message(payload: &[u8]) -> Option<Message<'_>> {
 /// Keeps the view current for as long as the store lives: subscribes, loads
 /// the hash, applies messages, and starts over whenever the subscription
 /// drops. `first` is told the outcome of the first attempt.
-pub(crate) async fn run(shared: Arc<Shared>, first: oneshot::Sender<bool>) {
+pub(crate) async fn run(shared: Arc<StoreState>, first: oneshot::Sender<bool>) {
     let mut first = Some(first);
     let mut backoff = MIN_BACKOFF;
     let mut node = 0usize;
@@ -175,7 +172,7 @@ pub(crate) async fn run(shared: Arc<Shared>, first: oneshot::Sender<bool>) {
 }
 
 async fn session(
-    shared: &Shared,
+    shared: &StoreState,
     node: usize,
     first: &mut Option<oneshot::Sender<bool>>,
     backoff: &mut Duration,
@@ -232,7 +229,7 @@ async fn session(
 /// Applies one feed message. An invalidation we cannot read (another format
 /// during a rolling deploy, say) may be one we needed: the error makes the
 /// feed reload the whole table rather than carry on without it.
-fn apply(shared: &Shared, message: &redis::Msg) -> Result<(), StoreError> {
+fn apply(shared: &StoreState, message: &redis::Msg) -> Result<(), StoreError> {
     if shared.view.apply_message(message.get_payload_bytes()) {
         Ok(())
     } else {
@@ -246,7 +243,7 @@ fn apply(shared: &Shared, message: &redis::Msg) -> Result<(), StoreError> {
 /// Reads the whole stamp table in pages, each bounded by the response
 /// timeout (one `HGETALL` of a large table would block the server and could
 /// not finish within it).
-async fn load(shared: &Shared) -> Result<(), StoreError> {
+async fn load(shared: &StoreState) -> Result<(), StoreError> {
     let mut cursor: u64 = 0;
     loop {
         let mut cmd = redis::cmd("HSCAN");

@@ -1,0 +1,150 @@
+//! Sharing one origin call per key: joining the key's flight as leader or
+//! waiter, and the stale-while-revalidate refresh that only a leader runs.
+
+use std::future::poll_fn;
+use std::pin::pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH};
+use http::{Method, Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use super::body::CacheBody;
+use super::fill::Forward;
+use super::outcome::Outcome;
+use crate::coalesce::{FlightEnd, FlightGuard, Role};
+use crate::entry::Entry;
+use crate::semantics::verdict::{MissKind, Verdict};
+use crate::stamp::now_micros;
+
+/// A waiter that keeps finding its flight abandoned or overtaken by an
+/// invalidation goes to the origin on its own after this many tries.
+const MAX_JOINS: usize = 3;
+
+/// Joins the key's flight: leads it, or waits and shares its response.
+pub(crate) async fn coalesced<S, ReqB, ResB>(
+    forward: Forward<S, ReqB>,
+) -> Result<Response<CacheBody<ResB>>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: Body<Data = Bytes>,
+{
+    let route = forward.route.clone();
+    let coalescer = route.cache.coalescer();
+    for _ in 0..MAX_JOINS {
+        let flight = match coalescer.join(forward.hash) {
+            Role::Leader(mut guard) => {
+                if forward.kind != MissKind::StoreError {
+                    let found = route.cache.store().get(forward.hash).await.ok().flatten();
+                    if let Some(entry) = fresh_after_lead(&forward, found, &mut guard) {
+                        let now = now_micros();
+                        let status = Outcome::Hit { entry: &entry, now }.report(&route);
+                        return Ok(forward.answer(&entry, false, now, status));
+                    }
+                }
+                return forward.fill(Some(guard)).await;
+            }
+            Role::Waiter(flight) => flight,
+        };
+        let outcome = tokio::time::timeout(route.options.coalesce_timeout, flight.outcome()).await;
+        match outcome {
+            Ok(FlightEnd::Shared(entry)) => {
+                let now = now_micros();
+                match forward.judge(Some(entry), now) {
+                    Verdict::Fresh(entry) => {
+                        let status = Outcome::Collapsed(forward.kind).report(&route);
+                        return Ok(forward.answer(&entry, false, now, status));
+                    }
+                    // Overtaken by an invalidation (or already stale): this
+                    // request must not take it. Start a fresh flight.
+                    Verdict::Stale(_) | Verdict::Miss(MissKind::Invalidated | MissKind::Stale) => {
+                        coalescer.retire(forward.hash, &flight);
+                    }
+                    // Another variant or identity: not ours to share.
+                    Verdict::Miss(_) => return forward.fill(None).await,
+                }
+            }
+            // Not shareable: each waiter asks the origin itself.
+            Ok(FlightEnd::NotShareable) => return forward.fill(None).await,
+            // The wait ran out: stop others queueing behind the stuck flight,
+            // then ask the origin (and store the answer) without waiting more.
+            Err(_) => {
+                coalescer.retire(forward.hash, &flight);
+                return forward.fill(None).await;
+            }
+            Ok(FlightEnd::Abandoned) => {}
+        }
+    }
+    forward.fill(None).await
+}
+
+/// Judges an entry looked up again after winning the lead: a previous
+/// leader may have stored it and left the table between this request's
+/// lookup and its join, and calling the origin again would break "one
+/// origin call per key". A fresh entry is handed to anyone who already
+/// joined this flight.
+fn fresh_after_lead<S, ReqB>(
+    forward: &Forward<S, ReqB>,
+    found: Option<Arc<Entry>>,
+    guard: &mut FlightGuard,
+) -> Option<Arc<Entry>> {
+    let Verdict::Fresh(entry) = forward.judge(found, now_micros()) else {
+        return None;
+    };
+    guard.share(entry.clone());
+    Some(entry)
+}
+
+/// Serves stale now, refreshes once in the background: only the request that
+/// leads the key's flight refreshes, however many see the entry stale.
+pub(crate) fn revalidate_in_background<S, ReqB, ResB>(mut forward: Forward<S, ReqB>)
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqB: Send + 'static,
+    ResB: Body<Data = Bytes> + Send + 'static,
+{
+    let guard = match forward.route.cache.coalescer().join(forward.hash) {
+        Role::Leader(guard) => guard,
+        Role::Waiter(_) => return,
+    };
+    // The client already has its answer: refresh with a plain GET (even for
+    // HEAD, and without the client's validators, since a 304 cannot refresh
+    // a stored body).
+    forward.parts.method = Method::GET;
+    forward.parts.headers.remove(IF_NONE_MATCH);
+    forward.parts.headers.remove(IF_MODIFIED_SINCE);
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let deadline = forward.route.options.refresh_timeout;
+    runtime.spawn(async move {
+        let refresh = async move {
+            let mut guard = guard;
+            // Another refresh may have landed since this request's lookup.
+            let found = forward.route.cache.store().get(forward.hash).await;
+            if fresh_after_lead(&forward, found.ok().flatten(), &mut guard).is_some() {
+                return;
+            }
+            if let Ok(response) = forward.fill(Some(guard)).await {
+                drain(response.into_body()).await;
+            }
+        };
+        // A hung origin must not hold the key's flight for ever: when the
+        // deadline drops the refresh, its guard reports it abandoned.
+        let _ = tokio::time::timeout(deadline, refresh).await;
+    });
+}
+
+/// Polls a body to its end so its recorder stores it.
+async fn drain<B: Body>(body: B) {
+    let mut body = pin!(body);
+    while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        if frame.is_err() {
+            break;
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! A route's options, as the [`CacheLayer`](super::CacheLayer) builder
+//! collects them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::request::Parts;
+use http::{HeaderName, StatusCode};
+
+use crate::semantics::storable::StoreRules;
+use crate::tags::TagsFn;
+
+/// Default TTL of a route: 60 seconds.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
+/// Default largest body stored: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default longest key: 4 KiB (longer keys bypass the cache).
+pub const DEFAULT_MAX_KEY_BYTES: usize = 4096;
+/// Default longest wait for another request's origin call: 3 seconds.
+pub const DEFAULT_COALESCE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default longest a stale-while-revalidate background refresh may take: 30 s.
+pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A key or identity function.
+pub(crate) type KeyFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
+
+/// Every option of one cached route.
+#[derive(Clone)]
+pub(crate) struct RouteOptions {
+    pub(crate) key: Option<KeyFn>,
+    pub(crate) identity: Option<KeyFn>,
+    pub(crate) tags: Option<TagsFn>,
+    pub(crate) rules: StoreRules,
+    pub(crate) vary: Vec<HeaderName>,
+    pub(crate) coalesce: bool,
+    pub(crate) coalesce_timeout: Duration,
+    pub(crate) refresh_timeout: Duration,
+    pub(crate) honor_request_no_cache: bool,
+    pub(crate) max_key_bytes: usize,
+}
+
+impl Default for RouteOptions {
+    fn default() -> Self {
+        RouteOptions {
+            key: None,
+            identity: None,
+            tags: None,
+            rules: StoreRules {
+                statuses: vec![StatusCode::OK],
+                per_user: false,
+                ttl: DEFAULT_TTL,
+                stale_while_revalidate: Duration::ZERO,
+                stale_if_error: Duration::ZERO,
+                respect_response_ttl: true,
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            },
+            vary: Vec::new(),
+            coalesce: true,
+            coalesce_timeout: DEFAULT_COALESCE_TIMEOUT,
+            refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
+            honor_request_no_cache: false,
+            max_key_bytes: DEFAULT_MAX_KEY_BYTES,
+        }
+    }
+}
+
+impl std::fmt::Debug for RouteOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteOptions")
+            .field("custom_key", &self.key.is_some())
+            .field("per_user", &self.identity.is_some())
+            .field("tags_fn", &self.tags.is_some())
+            .field("rules", &self.rules)
+            .field("vary", &self.vary)
+            .field("coalesce", &self.coalesce)
+            .field("coalesce_timeout", &self.coalesce_timeout)
+            .field("refresh_timeout", &self.refresh_timeout)
+            .field("honor_request_no_cache", &self.honor_request_no_cache)
+            .field("max_key_bytes", &self.max_key_bytes)
+            .finish()
+    }
+}

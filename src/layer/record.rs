@@ -1,0 +1,153 @@
+//! The [`Recorder`]: collects a response body as it streams to the client
+//! and, when it ends within the limit, stores the entry and hands it to the
+//! flight's waiters.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::HeaderValue;
+
+use super::route::CacheRoute;
+use crate::coalesce::FlightGuard;
+use crate::entry::{Entry, KeyHash};
+use crate::metrics::StoreOp;
+use crate::semantics::NotStoredReason;
+use crate::stamp::{now_micros, Validity};
+use crate::store::{StoreFuture, StoreResult};
+
+pub(crate) struct Recorder {
+    /// The first chunk, kept without copying: most bodies are one chunk.
+    first: Option<Bytes>,
+    rest: BytesMut,
+    len: usize,
+    /// The announced length, if any: reaching it completes the body.
+    expected: Option<usize>,
+    route: Arc<CacheRoute>,
+    hash: KeyHash,
+    template: Entry,
+    guard: Option<FlightGuard>,
+}
+
+impl Recorder {
+    /// Records the body of the response `template` was made from, to store
+    /// under `hash`; `expected` is the length it announced.
+    pub(crate) fn new(
+        route: Arc<CacheRoute>,
+        hash: KeyHash,
+        template: Entry,
+        guard: Option<FlightGuard>,
+        expected: Option<u64>,
+    ) -> Self {
+        Recorder {
+            first: None,
+            rest: BytesMut::new(),
+            len: 0,
+            expected: expected.and_then(|n| usize::try_from(n).ok()),
+            route,
+            hash,
+            template,
+            guard,
+        }
+    }
+
+    /// Keeps a copy of `data`, or says why the response will not be stored.
+    pub(crate) fn push(&mut self, data: &Bytes) -> Result<(), NotStoredReason> {
+        self.len += data.len();
+        if self.len > self.route.options.rules.max_body_bytes {
+            return Err(NotStoredReason::TooLarge);
+        }
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(data.clone());
+        } else {
+            if let Some(first) = self.first.take() {
+                self.rest.extend_from_slice(&first);
+            }
+            self.rest.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    /// Whether every announced byte has arrived.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.expected == Some(self.len)
+    }
+
+    /// The response will not be stored: waiters go to the origin themselves.
+    pub(crate) fn give_up(self, reason: NotStoredReason) {
+        self.route.metrics.not_stored(reason);
+        tracing::debug!(route = %self.route.name, reason = reason.as_str(), "tagcache not storing response");
+        if let Some(guard) = self.guard {
+            guard.not_shareable();
+        }
+    }
+
+    /// The body ended: store the entry and share it.
+    pub(crate) fn finish(self) {
+        let Recorder {
+            first,
+            rest,
+            route,
+            hash,
+            mut template,
+            mut guard,
+            ..
+        } = self;
+        template.body = first.unwrap_or_else(|| rest.freeze());
+        // The stored body is complete, so say how long it is: otherwise the
+        // server adds `Content-Length` to every hit's cloned map (a regrow).
+        if !template.headers.contains_key(CONTENT_LENGTH)
+            && !template.headers.contains_key(TRANSFER_ENCODING)
+        {
+            template
+                .headers
+                .insert(CONTENT_LENGTH, HeaderValue::from(template.body.len()));
+        }
+        template.stored_at_micros = now_micros();
+        let entry = Arc::new(template);
+        if route.validity(&entry) == Validity::Invalid {
+            // Invalidated while the origin was answering: never stored. The
+            // waiters still get it and, finding it invalid, start afresh.
+            route.metrics.not_stored(NotStoredReason::Invalidated);
+            if let Some(guard) = guard.as_mut() {
+                guard.share(entry);
+            }
+            return;
+        }
+        if let Some(guard) = guard.as_mut() {
+            guard.share(entry.clone());
+        }
+        let started = Instant::now();
+        match route.cache.store().put(hash, entry).now_or_later() {
+            Ok(result) => record_put(&route, result, started.elapsed()),
+            Err(pending) => spawn_put(route, pending, started, guard),
+        }
+    }
+}
+
+/// Finishes a store write off the response path, holding the flight guard
+/// until the entry is in, so requests meanwhile join the flight rather than
+/// miss in the store.
+fn spawn_put(
+    route: Arc<CacheRoute>,
+    pending: StoreFuture<()>,
+    started: Instant,
+    guard: Option<FlightGuard>,
+) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let result = pending.await;
+        record_put(&route, result, started.elapsed());
+        drop(guard);
+    });
+}
+
+fn record_put(route: &CacheRoute, result: StoreResult<()>, elapsed: Duration) {
+    route.metrics.store_latency(StoreOp::Put, elapsed);
+    if let Err(error) = result {
+        route.store_failed(StoreOp::Put, &error);
+    }
+}

@@ -1,0 +1,127 @@
+//! The asynchronous part of a request that was not answered in `call`:
+//! finishing the lookup, serving stale while revalidating, and choosing how
+//! to go to the origin (alone, as HEAD, or through the key's flight).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use super::body::CacheBody;
+use super::fill::Forward;
+use super::flight::{coalesced, revalidate_in_background};
+use super::outcome::{Outcome, StaleCause, Storing};
+use super::respond;
+use crate::entry::Entry;
+use crate::metrics::StoreOp;
+use crate::semantics::request::forbids_storing;
+use crate::semantics::verdict::{within_stale_window, MissKind, Verdict};
+use crate::semantics::NotStoredReason;
+use crate::stamp::now_micros;
+use crate::store::StoreFuture;
+
+/// The lookup's outcome, when `call` could not answer at once.
+pub(crate) enum Lookup {
+    /// The store is still answering (since the instant given).
+    Pending(StoreFuture<Option<Arc<Entry>>>, Instant),
+    Done(Verdict),
+}
+
+/// Finishes the lookup (if the store was asynchronous) and answers.
+pub(crate) async fn resolve<S, ReqB, ResB>(
+    mut forward: Forward<S, ReqB>,
+    lookup: Lookup,
+    head_only: bool,
+) -> Result<Response<CacheBody<ResB>>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqB: Send + 'static,
+    ResB: Body<Data = Bytes> + Send + 'static,
+{
+    let route = forward.route.clone();
+    let verdict = match lookup {
+        Lookup::Done(verdict) => verdict,
+        Lookup::Pending(pending, started) => {
+            let found = pending.await;
+            route.metrics.store_latency(StoreOp::Get, started.elapsed());
+            match found {
+                Ok(found) => forward.judge(found, now_micros()),
+                Err(error) => {
+                    route.store_failed(StoreOp::Get, &error);
+                    Verdict::Miss(MissKind::StoreError)
+                }
+            }
+        }
+    };
+    match verdict {
+        Verdict::Fresh(entry) => {
+            let now = now_micros();
+            let status = Outcome::Hit { entry: &entry, now }.report(&route);
+            return Ok(forward.answer(&entry, head_only, now, status));
+        }
+        Verdict::Stale(entry) => {
+            let now = now_micros();
+            let validity = route.validity(&entry);
+            if let Some(stale_for) =
+                within_stale_window(&entry, validity, now, entry.stale_while_revalidate)
+            {
+                let cause = StaleCause::Revalidating;
+                let status = Outcome::Stale { stale_for, cause }.report(&route);
+                let response = forward.answer(&entry, head_only, now, status);
+                forward.kind = MissKind::Stale;
+                revalidate_in_background(forward);
+                return Ok(response);
+            }
+            forward.kind = MissKind::Stale;
+            forward.stale = Some(entry);
+        }
+        Verdict::Miss(kind) => forward.kind = kind,
+    }
+    if head_only {
+        return forward_head(forward).await;
+    }
+    if forbids_storing(&forward.parts.headers) {
+        // The client asked that nothing of this exchange be stored: go to the
+        // origin alone, outside any flight, so such requests cannot make
+        // responses unshareable for anyone else.
+        forward.no_store = true;
+        return forward.fill(None).await;
+    }
+    // A client that asked for the origin's answer (on a route that honours
+    // it) must not take another request's flight, which may predate it.
+    if !route.options.coalesce || forward.kind == MissKind::Request {
+        return forward.fill(None).await;
+    }
+    coalesced(forward).await
+}
+
+/// A HEAD miss goes to the origin as it is: its bodiless response cannot
+/// fill a GET entry (a HEAD *hit* is answered from the stored GET).
+async fn forward_head<S, ReqB, ResB>(
+    forward: Forward<S, ReqB>,
+) -> Result<Response<CacheBody<ResB>>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+{
+    let Forward {
+        route,
+        mut inner,
+        mut parts,
+        body,
+        kind,
+        ..
+    } = forward;
+    let storing = Storing::No(NotStoredReason::Head);
+    let status = Outcome::Forwarded { kind, storing }.report(&route);
+    parts.extensions.insert(route.cache.clone());
+    let response = inner.call(Request::from_parts(parts, body)).await?;
+    Ok(respond::with_status(
+        response.map(CacheBody::passthrough),
+        status,
+    ))
+}

@@ -1,0 +1,172 @@
+//! One cached route's state, built once when the layer is applied and
+//! shared by every clone of its service: the options, the counters, and the
+//! decisions that need them (the key, its hash, the verdict on an entry).
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use http::header::HOST;
+use http::request::Parts;
+use http::{HeaderMap, HeaderName};
+
+use super::options::RouteOptions;
+use crate::cache::Cache;
+use crate::entry::{Entry, KeyHash, KeyHasher};
+use crate::metrics::{RouteMetrics, StoreOp};
+use crate::semantics::vary;
+use crate::semantics::verdict::{self, MissKind, Selector, Verdict};
+use crate::stamp::{now_micros, Validity};
+use crate::store::StoreError;
+
+pub(crate) struct CacheRoute {
+    pub(crate) cache: Cache,
+    pub(crate) name: Arc<str>,
+    pub(crate) options: RouteOptions,
+    pub(crate) metrics: Arc<RouteMetrics>,
+    /// The request headers that select a response on every request: the
+    /// declared ones, plus `Host` under the default key.
+    pub(crate) selecting: Vec<HeaderName>,
+    pub(crate) learned_vary: LearnedVary,
+    /// Second (since the epoch) of the last store failure logged.
+    last_failure_log: AtomicU64,
+}
+
+impl CacheRoute {
+    pub(crate) fn new(cache: Cache, name: Arc<str>, options: RouteOptions) -> Self {
+        let mut selecting = options.vary.clone();
+        if options.key.is_none() && !selecting.contains(&HOST) {
+            selecting.insert(0, HOST);
+        }
+        CacheRoute {
+            metrics: cache.route_metrics(&name),
+            cache,
+            name,
+            options,
+            selecting,
+            learned_vary: LearnedVary::default(),
+            last_failure_log: AtomicU64::new(0),
+        }
+    }
+
+    /// The route's key for the request: the key function's, or the path and
+    /// query (borrowed, so a hit on the default key allocates nothing).
+    pub(crate) fn key_of<'a>(&self, parts: &'a Parts) -> Option<Cow<'a, str>> {
+        match &self.options.key {
+            Some(f) => f(parts).map(Cow::Owned),
+            None => Some(Cow::Borrowed(
+                parts
+                    .uri
+                    .path_and_query()
+                    .map(|pq| pq.as_str())
+                    .unwrap_or("/"),
+            )),
+        }
+    }
+
+    pub(crate) fn hash(&self, key: &str, identity: Option<&str>, headers: &HeaderMap) -> KeyHash {
+        let mut hasher = KeyHasher::default();
+        hasher.part(self.name.as_bytes()).part(key.as_bytes());
+        match identity {
+            Some(identity) => hasher.part(identity.as_bytes()),
+            None => hasher.absent(),
+        };
+        for name in &self.selecting {
+            hash_header(&mut hasher, headers, name);
+        }
+        if self.learned_vary.any.load(Ordering::Acquire) {
+            let learned = self
+                .learned_vary
+                .names
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            for name in learned.iter() {
+                hash_header(&mut hasher, headers, name);
+            }
+        }
+        hasher.finish()
+    }
+
+    /// What `found` can do for the request `selector` describes, at `now`.
+    pub(crate) fn judge(
+        &self,
+        found: Option<Arc<Entry>>,
+        selector: &Selector<'_>,
+        now: u64,
+    ) -> Verdict {
+        let Some(entry) = found else {
+            return Verdict::Miss(MissKind::Absent);
+        };
+        if let Err(kind) = selector.selects(&entry) {
+            return Verdict::Miss(kind);
+        }
+        let store = self.cache.store();
+        verdict::judge(
+            entry.clone(),
+            store.validity(&entry),
+            store.max_entry_life(),
+            now,
+        )
+    }
+
+    /// What the tag stamps say of `entry` now.
+    pub(crate) fn validity(&self, entry: &Entry) -> Validity {
+        self.cache.store().validity(entry)
+    }
+
+    /// Counts a failed store operation and logs it, at most about once a
+    /// second per route: when Redis is down every request fails, and the
+    /// log must stay readable.
+    pub(crate) fn store_failed(&self, op: StoreOp, error: &StoreError) {
+        self.metrics.store_error(op);
+        let second = now_micros() / 1_000_000;
+        if self.last_failure_log.swap(second, Ordering::Relaxed) != second {
+            tracing::warn!(route = %self.name, op = op.as_str(), %error, "tagcache store failed; serving from the origin");
+        }
+    }
+}
+
+/// `Vary` names the route's responses turned out to use, beyond the declared
+/// ones. Once learned they become part of the key, so each variant gets its
+/// own entry. Correctness never depends on this: every hit compares the
+/// entry's recorded `Vary` values with the request.
+#[derive(Default)]
+pub(crate) struct LearnedVary {
+    any: AtomicBool,
+    names: RwLock<Vec<HeaderName>>,
+}
+
+impl LearnedVary {
+    pub(crate) fn learn(&self, names: &[HeaderName], declared: &[HeaderName]) {
+        let new: Vec<&HeaderName> = names.iter().filter(|n| !declared.contains(n)).collect();
+        if new.is_empty() {
+            return;
+        }
+        {
+            let known = self.names.read().unwrap_or_else(|e| e.into_inner());
+            if new.iter().all(|n| known.contains(n)) {
+                return;
+            }
+        }
+        let mut known = self.names.write().unwrap_or_else(|e| e.into_inner());
+        for name in new {
+            if !known.contains(name) && known.len() < vary::MAX_VARY_HEADERS {
+                known.push(name.clone());
+            }
+        }
+        self.any.store(true, Ordering::Release);
+    }
+}
+
+/// Feeds one header into the key: its name, how many lines it has, and each
+/// line, so that no two different sets of request headers hash alike by
+/// shifting lines from one header to another.
+fn hash_header(hasher: &mut KeyHasher, headers: &HeaderMap, name: &HeaderName) {
+    let lines = headers.get_all(name);
+    hasher
+        .part(name.as_str().as_bytes())
+        .part(&(lines.iter().count() as u64).to_le_bytes());
+    for value in lines {
+        hasher.part(value.as_bytes());
+    }
+}

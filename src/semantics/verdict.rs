@@ -1,0 +1,139 @@
+//! What a stored entry can do for a request: the verdict, as a pure
+//! function of the entry, what the request selects, the tag-stamp
+//! [`Validity`] the store reported and the time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+
+use super::vary;
+use crate::entry::Entry;
+use crate::stamp::{micros, outlived, Validity};
+
+/// What a stored entry can do for a request.
+pub(crate) enum Verdict {
+    /// Fresh and valid: answer from it.
+    Fresh(Arc<Entry>),
+    /// Expired (or soft-invalidated) but inside a stale window.
+    Stale(Arc<Entry>),
+    /// Nothing usable.
+    Miss(MissKind),
+}
+
+/// Why nothing usable was found; becomes `Cache-Status: fwd=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MissKind {
+    /// No entry for the key.
+    Absent,
+    /// An entry, for other `Vary` values.
+    Vary,
+    /// An entry whose tags were invalidated after its fill started.
+    Invalidated,
+    /// An entry past every window (RFC 9211 calls it stale).
+    Stale,
+    /// The store failed; served from the origin.
+    StoreError,
+    /// The client asked for a fresh response and the route honours it.
+    Request,
+}
+
+impl MissKind {
+    /// The `fwd` parameter of `Cache-Status` (RFC 9211 §2.2).
+    pub(crate) fn fwd(self) -> &'static str {
+        match self {
+            MissKind::Absent | MissKind::StoreError => "uri-miss",
+            MissKind::Vary => "vary-miss",
+            MissKind::Invalidated => "miss",
+            MissKind::Stale => "stale",
+            MissKind::Request => "request",
+        }
+    }
+
+    /// The `detail` parameter, where `fwd` alone does not say why.
+    pub(crate) fn detail(self) -> Option<&'static str> {
+        match self {
+            MissKind::Invalidated => Some("invalidated"),
+            MissKind::StoreError => Some("store-error"),
+            _ => None,
+        }
+    }
+}
+
+/// What a request selects: the entry found under its hash must have been
+/// stored for exactly this (the hash is only an index).
+pub(crate) struct Selector<'a> {
+    pub(crate) route: &'a str,
+    pub(crate) key: &'a str,
+    pub(crate) identity: Option<&'a str>,
+    pub(crate) headers: &'a HeaderMap,
+}
+
+impl Selector<'_> {
+    /// Whether `entry` was stored for this request: same route, key and
+    /// identity, and the request presents the header values it was
+    /// selected by.
+    pub(crate) fn selects(&self, entry: &Entry) -> Result<(), MissKind> {
+        if *entry.route != *self.route
+            || &*entry.key != self.key
+            || entry.identity.as_deref() != self.identity
+        {
+            return Err(MissKind::Absent);
+        }
+        if !vary::matches(&entry.vary, self.headers) {
+            return Err(MissKind::Vary);
+        }
+        Ok(())
+    }
+}
+
+/// Judges a selected entry at `now` (µs): fresh, stale within a window, or
+/// a miss, given what the tag stamps say of it.
+pub(crate) fn judge(
+    entry: Arc<Entry>,
+    validity: Validity,
+    max_entry_life: Duration,
+    now: u64,
+) -> Verdict {
+    if outlived(entry.fill_stamp, now, max_entry_life) {
+        return Verdict::Miss(MissKind::Stale);
+    }
+    let Some(fresh_until) = fresh_until(&entry, validity, now) else {
+        return Verdict::Miss(MissKind::Invalidated);
+    };
+    if now < fresh_until {
+        return Verdict::Fresh(entry);
+    }
+    let window = entry.stale_while_revalidate.max(entry.stale_if_error);
+    if now - fresh_until < micros(window) {
+        Verdict::Stale(entry)
+    } else {
+        Verdict::Miss(MissKind::Stale)
+    }
+}
+
+/// When `entry` stops being fresh, or `None` if it was invalidated. A soft
+/// invalidation ends freshness at once: its stamp comes from the
+/// invalidation clock, which may run ahead of this machine's wall time, so
+/// it is capped at `now` rather than trusted as a point in time.
+fn fresh_until(entry: &Entry, validity: Validity, now: u64) -> Option<u64> {
+    match validity {
+        Validity::Invalid => None,
+        Validity::Valid => Some(entry.fresh_until_micros()),
+        Validity::SoftInvalidated { at_micros } => {
+            Some(entry.fresh_until_micros().min(at_micros).min(now))
+        }
+    }
+}
+
+/// How long `entry` has been stale at `now`, if it may still be served
+/// within `window` (its stale-while-revalidate or stale-if-error window).
+pub(crate) fn within_stale_window(
+    entry: &Entry,
+    validity: Validity,
+    now: u64,
+    window: Duration,
+) -> Option<u64> {
+    let stale_for = now.saturating_sub(fresh_until(entry, validity, now)?);
+    (stale_for < micros(window)).then_some(stale_for)
+}
