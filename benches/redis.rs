@@ -303,6 +303,7 @@ fn main() {
             body: body.clone(),
             tags: Box::new([]),
             vary: Box::new([]),
+            variants: None,
             fill_stamp: store.fill_stamp().await.expect("stamp"),
             stored_at_micros: tagcache::stamp::now_micros(),
             ttl: TTL,

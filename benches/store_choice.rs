@@ -80,6 +80,7 @@ fn entry(i: u64) -> Stored {
         body: Bytes::from(vec![b'x'; 1024]),
         tags: vec![format!("item:{i}").into_boxed_str()].into_boxed_slice(),
         vary: Box::new([]),
+        variants: None,
         fill_stamp: Stamp(1),
         stored_at_micros: 1,
         ttl: Duration::from_secs(3600),

@@ -1,5 +1,6 @@
 //! The stored response and the key it is stored under.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -94,7 +95,7 @@ impl KeyHasher {
 #[derive(Clone, Debug)]
 pub struct Entry {
     /// The route (metrics name) that stored it.
-    pub route: Box<str>,
+    pub route: Arc<str>,
     /// The readable key returned by the route's key function.
     pub key: Box<str>,
     /// The identity named by a per-user route's key, if any.
@@ -107,9 +108,17 @@ pub struct Entry {
     pub body: Bytes,
     /// Tags the response depends on, including the implicit key tag.
     pub tags: Box<[Tag]>,
-    /// For each header named by the response's `Vary`, the request value the
+    /// For each request header that selects this response (the route's own
+    /// and those named by the response's `Vary`), the request value the
     /// response was produced for.
     pub vary: Box<[(HeaderName, Option<HeaderValue>)]>,
+    /// `Some(names)` makes this entry a *variant index* rather than a
+    /// response: the key's responses vary on these request headers (named
+    /// by their `Vary`, beyond the ones the route selects on anyway), and
+    /// each variant is stored under the key hash that adds the request's
+    /// values of them. An index is never served; see
+    /// [`Entry::variant_index`].
+    pub variants: Option<Box<[HeaderName]>>,
     /// Stamp taken before the origin call started.
     pub fill_stamp: Stamp,
     /// When the response was stored, microseconds since the Unix epoch.
@@ -123,6 +132,30 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The variant index for the key `variant` was stored under: it names
+    /// the request headers the key's responses vary on, and lives as long
+    /// as the variant. Stored under the key's own hash, it is what lets a
+    /// request find its variant without the route having to know the names
+    /// beforehand.
+    pub fn variant_index(variant: &Entry, names: Box<[HeaderName]>) -> Entry {
+        Entry {
+            route: variant.route.clone(),
+            key: variant.key.clone(),
+            identity: variant.identity.clone(),
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            tags: Box::new([]),
+            vary: Box::new([]),
+            variants: Some(names),
+            fill_stamp: variant.fill_stamp,
+            stored_at_micros: variant.stored_at_micros,
+            ttl: variant.ttl,
+            stale_while_revalidate: variant.stale_while_revalidate,
+            stale_if_error: variant.stale_if_error,
+        }
+    }
+
     /// Wall time (µs) at which the entry stops being fresh.
     pub fn fresh_until_micros(&self) -> u64 {
         self.stored_at_micros.saturating_add(micros(self.ttl))
@@ -148,6 +181,12 @@ impl Entry {
             .iter()
             .map(|(n, v)| n.as_str().len() + v.as_ref().map_or(0, |v| v.len()) + 32)
             .sum();
+        let variants: usize = self
+            .variants
+            .iter()
+            .flat_map(|names| names.iter())
+            .map(|n| n.as_str().len() + 32)
+            .sum();
         (std::mem::size_of::<Self>()
             + self.route.len()
             + self.key.len()
@@ -156,6 +195,7 @@ impl Entry {
             + self.body.len()
             + tags
             + vary
+            + variants
             + 64) as u64
     }
 }

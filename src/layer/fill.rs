@@ -2,18 +2,20 @@
 //! the stale-if-error fallback, the decision to store, and the entry the
 //! [`Recorder`] will complete once the body has streamed to the client.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{response, HeaderMap, HeaderValue, Request, Response};
+use http::{response, HeaderMap, HeaderName, HeaderValue, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
 use super::body::CacheBody;
+use super::lookup::Step;
 use super::outcome::{Outcome, StaleCause, Storing};
-use super::record::Recorder;
+use super::record::{IndexAt, Recorder};
 use super::respond;
 use super::route::CacheRoute;
 use crate::coalesce::FlightGuard;
@@ -24,6 +26,7 @@ use crate::semantics::vary::{request_values, Vary};
 use crate::semantics::verdict::{within_stale_window, MissKind, Selector, Verdict};
 use crate::semantics::NotStoredReason;
 use crate::stamp::{now_micros, Stamp};
+use crate::store::StoreResult;
 use crate::tags::{copy_head, gather, key_tag};
 
 /// A request that has to go to the origin, with what the lookup learned.
@@ -34,6 +37,10 @@ pub(crate) struct Forward<S, ReqB> {
     pub(crate) body: ReqB,
     pub(crate) key: String,
     pub(crate) identity: Option<String>,
+    /// The key's primary hash (see [`CacheRoute::hash`]).
+    pub(crate) primary: KeyHash,
+    /// The hash this request looks up and shares a flight under: the
+    /// primary hash, or its variant's once the key is known to vary.
     pub(crate) hash: KeyHash,
     pub(crate) kind: MissKind,
     /// A stale entry that may answer if the origin fails (stale-if-error).
@@ -43,15 +50,52 @@ pub(crate) struct Forward<S, ReqB> {
 }
 
 impl<S, ReqB> Forward<S, ReqB> {
-    /// What `found` can do for this request at `now`.
-    pub(crate) fn judge(&self, found: Option<Arc<Entry>>, now: u64) -> Verdict {
-        let selector = Selector {
+    /// What this request selects.
+    pub(crate) fn selector(&self) -> Selector<'_> {
+        Selector {
             route: &self.route.name,
             key: &self.key,
             identity: self.identity.as_deref(),
             headers: &self.parts.headers,
-        };
-        self.route.judge(found, &selector, now)
+        }
+    }
+
+    /// What `found` can do for this request at `now`.
+    pub(crate) fn judge(&self, found: Option<Arc<Entry>>, now: u64) -> Verdict {
+        self.route.judge(found, &self.selector(), now)
+    }
+
+    /// Looks the request up again from its primary hash (another request
+    /// may have stored it since), following a variant index. A store
+    /// failure counts as nothing found.
+    pub(crate) fn look_again(&self) -> impl Future<Output = Option<Arc<Entry>>> + Send + '_ {
+        let step = self.route.lookup(self.primary, &self.selector());
+        let found = self.finish_lookup(step);
+        async move { found.await.1.ok().flatten() }
+    }
+
+    /// Finishes a lookup this request started. (It borrows only what the
+    /// lookup reads, all of it `Sync`, so the future stays `Send` whatever
+    /// the inner service and request body are.)
+    pub(crate) fn finish_lookup(
+        &self,
+        step: Step,
+    ) -> impl Future<Output = (KeyHash, StoreResult<Option<Arc<Entry>>>)> + Send + '_ {
+        let route = &self.route;
+        let selector = self.selector();
+        async move { route.finish_lookup(step, &selector).await }
+    }
+
+    /// The hash of this request's variant of `shared`, a response another
+    /// request's flight produced for a key that turned out to vary: `None`
+    /// if it varies on nothing beyond what the route selects on.
+    pub(crate) fn variant_of(&self, shared: &Entry) -> Option<KeyHash> {
+        let names = taught_names(&self.route, shared.vary.iter().map(|(name, _)| name));
+        (!names.is_empty()).then(|| {
+            let (key, identity) = (&self.key, self.identity.as_deref());
+            self.route
+                .variant_hash(key, identity, &self.parts.headers, &names)
+        })
     }
 
     /// Answers this request from `entry` with the given `Cache-Status`.
@@ -85,10 +129,11 @@ where
             body,
             key,
             identity,
-            hash,
+            primary,
             kind,
             stale,
             no_store,
+            ..
         } = self;
         route.metrics.miss();
         let fill_stamp = take_stamp(&route).await;
@@ -135,12 +180,12 @@ where
         let shape = Shape {
             key,
             identity,
-            hash,
+            primary,
             fill_stamp,
             freshness,
             vary,
         };
-        let (put_hash, template) = shape.entry(&route, &request_head, &head);
+        let (put_hash, template, index) = shape.entry(&route, &request_head, &head);
         // `stored` is only claimed when the body is known to fit; a body of
         // unknown length may still grow past the limit while streaming.
         let max = route.options.rules.max_body_bytes;
@@ -155,7 +200,7 @@ where
         // so the recorder must finish on the count, not on end-of-stream.
         let expected = exact.or_else(|| storable::content_length(&head.headers));
         tracing::debug!(route = %route.name, ?kind, "tagcache filling from origin");
-        let recorder = Recorder::new(route, put_hash, template, guard, expected);
+        let recorder = Recorder::new(route, put_hash, template, index, guard, expected);
         Ok(respond::with_status(
             Response::from_parts(head, CacheBody::recording(body, recorder)),
             status,
@@ -221,40 +266,46 @@ fn decide<B: Body>(
 struct Shape {
     key: String,
     identity: Option<String>,
-    hash: KeyHash,
+    primary: KeyHash,
     fill_stamp: Stamp,
     freshness: Freshness,
     vary: Vary,
 }
 
 impl Shape {
-    /// The entry (without its body) and the hash to store it under.
+    /// The entry (without its body), the hash to store it under and, when
+    /// the response varies on headers beyond those the route selects on,
+    /// the key's variant index to store: its hash and their names.
     ///
     /// Every header that selects this response (the route's own and the
-    /// response's `Vary`) is recorded so each hit re-checks them; and the
-    /// entry goes under the key later requests will compute once the names
-    /// are learned.
+    /// response's `Vary`) is recorded in the entry, so each hit re-checks
+    /// them.
     fn entry(
         self,
         route: &CacheRoute,
         request: &Parts,
         head: &response::Parts,
-    ) -> (KeyHash, Entry) {
-        let mut names = route.selecting.clone();
-        let mut put_hash = self.hash;
-        if let Vary::Headers(response_names) = self.vary {
-            route.learned_vary.learn(&response_names, &route.selecting);
-            for name in response_names {
-                if !names.contains(&name) {
-                    names.push(name);
-                }
-            }
-            put_hash = route.hash(&self.key, self.identity.as_deref(), &request.headers);
-        }
+    ) -> (KeyHash, Entry, Option<IndexAt>) {
+        let taught = match &self.vary {
+            Vary::Headers(names) => taught_names(route, names.iter()),
+            _ => Vec::new(),
+        };
+        let (put_hash, index) = if taught.is_empty() {
+            (self.primary, None)
+        } else {
+            let identity = self.identity.as_deref();
+            let hash = route.variant_hash(&self.key, identity, &request.headers, &taught);
+            let index = IndexAt {
+                primary: self.primary,
+                names: taught.clone().into_boxed_slice(),
+            };
+            (hash, Some(index))
+        };
+        let names: Vec<HeaderName> = route.selecting.iter().cloned().chain(taught).collect();
         let mut tags = gather(route.options.tags.as_ref(), Some(request), head);
         tags.push(key_tag(&self.key));
         let entry = Entry {
-            route: route.name.as_ref().into(),
+            route: route.name.clone(),
             key: self.key.into_boxed_str(),
             identity: self.identity.map(String::into_boxed_str),
             status: head.status,
@@ -262,12 +313,25 @@ impl Shape {
             body: Bytes::new(),
             tags: tags.into_boxed_slice(),
             vary: request_values(&names, &request.headers).into_boxed_slice(),
+            variants: None,
             fill_stamp: self.fill_stamp,
             stored_at_micros: 0,
             ttl: self.freshness.ttl,
             stale_while_revalidate: self.freshness.stale_while_revalidate,
             stale_if_error: self.freshness.stale_if_error,
         };
-        (put_hash, entry)
+        (put_hash, entry, index)
     }
+}
+
+/// Of the headers a response varies on, those the route does not select on
+/// anyway, in order: the names of the key's variant index.
+fn taught_names<'a>(
+    route: &CacheRoute,
+    names: impl Iterator<Item = &'a HeaderName>,
+) -> Vec<HeaderName> {
+    names
+        .filter(|name| !route.selecting.contains(name))
+        .cloned()
+        .collect()
 }

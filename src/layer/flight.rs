@@ -25,7 +25,7 @@ const MAX_JOINS: usize = 3;
 
 /// Joins the key's flight: leads it, or waits and shares its response.
 pub(crate) async fn coalesced<S, ReqB, ResB>(
-    forward: Forward<S, ReqB>,
+    mut forward: Forward<S, ReqB>,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
@@ -37,7 +37,7 @@ where
         let flight = match coalescer.join(forward.hash) {
             Role::Leader(mut guard) => {
                 if forward.kind != MissKind::StoreError {
-                    let found = route.cache.store().get(forward.hash).await.ok().flatten();
+                    let found = forward.look_again().await;
                     if let Some(entry) = fresh_after_lead(&forward, found, &mut guard) {
                         let now = now_micros();
                         let status = Outcome::Hit { entry: &entry, now }.report(&route);
@@ -50,9 +50,9 @@ where
         };
         let outcome = tokio::time::timeout(route.options.coalesce_timeout, flight.outcome()).await;
         match outcome {
-            Ok(FlightEnd::Shared(entry)) => {
+            Ok(FlightEnd::Shared(shared)) => {
                 let now = now_micros();
-                match forward.judge(Some(entry), now) {
+                match forward.judge(Some(shared.clone()), now) {
                     Verdict::Fresh(entry) => {
                         let status = Outcome::Collapsed(forward.kind).report(&route);
                         return Ok(forward.answer(&entry, false, now, status));
@@ -62,7 +62,13 @@ where
                     Verdict::Stale(_) | Verdict::Miss(MissKind::Invalidated | MissKind::Stale) => {
                         coalescer.retire(forward.hash, &flight);
                     }
-                    // Another variant or identity: not ours to share.
+                    // Another variant of a key that turned out to vary: join
+                    // (or lead) the flight of this request's own variant.
+                    Verdict::Miss(MissKind::Vary) => match forward.variant_of(&shared) {
+                        Some(variant) if variant != forward.hash => forward.hash = variant,
+                        _ => return forward.fill(None).await,
+                    },
+                    // Not ours to share.
                     Verdict::Miss(_) => return forward.fill(None).await,
                 }
             }
@@ -125,8 +131,8 @@ where
         let refresh = async move {
             let mut guard = guard;
             // Another refresh may have landed since this request's lookup.
-            let found = forward.route.cache.store().get(forward.hash).await;
-            if fresh_after_lead(&forward, found.ok().flatten(), &mut guard).is_some() {
+            let found = forward.look_again().await;
+            if fresh_after_lead(&forward, found, &mut guard).is_some() {
                 return;
             }
             if let Ok(response) = forward.fill(Some(guard)).await {

@@ -84,6 +84,7 @@ mod tests {
             body: bytes::Bytes::new(),
             tags: Box::new([]),
             vary: Box::new([]),
+            variants: None,
             fill_stamp: crate::Stamp(0),
             stored_at_micros: 0,
             ttl: std::time::Duration::from_secs(ttl),

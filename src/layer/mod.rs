@@ -7,8 +7,13 @@
 //!    (`fwd=bypass; detail=authorization`), unless the route names the
 //!    identity in its key with [`CacheLayer::per_user`].
 //! 2. The key function (default: path and query, plus the `Host` header)
-//!    and the values of the headers the route varies on are hashed to find
-//!    the entry; the entry keeps them all and every hit compares them.
+//!    and the values of the headers the route declares in
+//!    [`vary`](CacheLayer::vary) are hashed to find the entry. When a
+//!    key's responses say `Vary` on other headers, the key's hash holds a
+//!    *variant index* naming them, and each variant is stored under a hash
+//!    that adds the request's values of them: a second lookup, only for
+//!    keys that vary. The entry keeps every selecting value and every hit
+//!    compares them.
 //! 3. A fresh entry whose tags were not invalidated since its fill started
 //!    answers at once, with `Age` and `Cache-Status: ...; hit; ttl=N`, a 304
 //!    if `If-None-Match` matches its `ETag`, and no body for HEAD.
@@ -49,6 +54,7 @@ mod fill;
 mod flight;
 mod future;
 mod header_values;
+mod lookup;
 mod options;
 mod outcome;
 mod record;
@@ -88,8 +94,7 @@ pub struct CacheLayer {
     /// The route's state, made on the first `layer` call and reused: axum
     /// may call `layer` once per request (handlers on a `Router<()>` that
     /// was not finalized with `with_state`), and every service of the route
-    /// must share one policy, one set of learned `Vary` names and one set
-    /// of counters. Any option change starts a new one (see `with`).
+    /// must share one policy and one set of counters. Any option change starts a new one (see `with`).
     built: Arc<OnceLock<Arc<CacheRoute>>>,
 }
 

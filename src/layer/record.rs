@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 
 use super::route::CacheRoute;
 use crate::coalesce::FlightGuard;
@@ -16,6 +16,14 @@ use crate::metrics::StoreOp;
 use crate::semantics::NotStoredReason;
 use crate::stamp::{now_micros, Validity};
 use crate::store::{StoreFuture, StoreResult};
+
+/// Where a key's variant index goes, and what it names.
+pub(crate) struct IndexAt {
+    /// The key's primary hash.
+    pub(crate) primary: KeyHash,
+    /// The request headers the key's responses vary on.
+    pub(crate) names: Box<[HeaderName]>,
+}
 
 pub(crate) struct Recorder {
     /// The first chunk, kept without copying: most bodies are one chunk.
@@ -27,16 +35,20 @@ pub(crate) struct Recorder {
     route: Arc<CacheRoute>,
     hash: KeyHash,
     template: Entry,
+    /// The key's variant index to store too, when the response varies.
+    index: Option<IndexAt>,
     guard: Option<FlightGuard>,
 }
 
 impl Recorder {
     /// Records the body of the response `template` was made from, to store
-    /// under `hash`; `expected` is the length it announced.
+    /// under `hash` (and a variant index under the key's primary hash, if
+    /// `index` says so); `expected` is the length it announced.
     pub(crate) fn new(
         route: Arc<CacheRoute>,
         hash: KeyHash,
         template: Entry,
+        index: Option<IndexAt>,
         guard: Option<FlightGuard>,
         expected: Option<u64>,
     ) -> Self {
@@ -48,6 +60,7 @@ impl Recorder {
             route,
             hash,
             template,
+            index,
             guard,
         }
     }
@@ -91,6 +104,7 @@ impl Recorder {
             route,
             hash,
             mut template,
+            index,
             mut guard,
             ..
         } = self;
@@ -118,10 +132,21 @@ impl Recorder {
         if let Some(guard) = guard.as_mut() {
             guard.share(entry.clone());
         }
+        // The variant goes in before the index that leads to it, so a
+        // request that finds the index finds the variant too (until either
+        // is evicted).
+        let store = route.cache.store();
+        let index = index.map(|at| (at.primary, Arc::new(Entry::variant_index(&entry, at.names))));
         let started = Instant::now();
-        match route.cache.store().put(hash, entry).now_or_later() {
-            Ok(result) => record_put(&route, result, started.elapsed()),
-            Err(pending) => spawn_put(route, pending, started, guard),
+        let mut pending = Vec::new();
+        for (hash, entry) in std::iter::once((hash, entry)).chain(index) {
+            match store.put(hash, entry).now_or_later() {
+                Ok(result) => record_put(&route, result, started.elapsed()),
+                Err(write) => pending.push(write),
+            }
+        }
+        if !pending.is_empty() {
+            spawn_puts(route, pending, started, guard);
         }
     }
 }
@@ -129,9 +154,9 @@ impl Recorder {
 /// Finishes a store write off the response path, holding the flight guard
 /// until the entry is in, so requests meanwhile join the flight rather than
 /// miss in the store.
-fn spawn_put(
+fn spawn_puts(
     route: Arc<CacheRoute>,
-    pending: StoreFuture<()>,
+    pending: Vec<StoreFuture<()>>,
     started: Instant,
     guard: Option<FlightGuard>,
 ) {
@@ -139,8 +164,10 @@ fn spawn_put(
         return;
     };
     runtime.spawn(async move {
-        let result = pending.await;
-        record_put(&route, result, started.elapsed());
+        for write in pending {
+            let result = write.await;
+            record_put(&route, result, started.elapsed());
+        }
         drop(guard);
     });
 }

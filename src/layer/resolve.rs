@@ -2,9 +2,6 @@
 //! finishing the lookup, serving stale while revalidating, and choosing how
 //! to go to the origin (alone, as HEAD, or through the key's flight).
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
@@ -13,21 +10,22 @@ use tower_service::Service;
 use super::body::CacheBody;
 use super::fill::Forward;
 use super::flight::{coalesced, revalidate_in_background};
+use super::lookup::Step;
 use super::outcome::{Outcome, StaleCause, Storing};
 use super::respond;
-use crate::entry::Entry;
+use crate::entry::KeyHash;
 use crate::metrics::StoreOp;
 use crate::semantics::request::forbids_storing;
 use crate::semantics::verdict::{within_stale_window, MissKind, Verdict};
 use crate::semantics::NotStoredReason;
 use crate::stamp::now_micros;
-use crate::store::StoreFuture;
 
-/// The lookup's outcome, when `call` could not answer at once.
+/// The lookup, when `call` could not answer at once.
 pub(crate) enum Lookup {
-    /// The store is still answering (since the instant given).
-    Pending(StoreFuture<Option<Arc<Entry>>>, Instant),
-    Done(Verdict),
+    /// The store is still answering.
+    Pending(Step),
+    /// The verdict on what the request's hash holds.
+    Done { hash: KeyHash, verdict: Verdict },
 }
 
 /// Finishes the lookup (if the store was asynchronous) and answers.
@@ -45,10 +43,13 @@ where
 {
     let route = forward.route.clone();
     let verdict = match lookup {
-        Lookup::Done(verdict) => verdict,
-        Lookup::Pending(pending, started) => {
-            let found = pending.await;
-            route.metrics.store_latency(StoreOp::Get, started.elapsed());
+        Lookup::Done { hash, verdict } => {
+            forward.hash = hash;
+            verdict
+        }
+        Lookup::Pending(step) => {
+            let (hash, found) = forward.finish_lookup(step).await;
+            forward.hash = hash;
             match found {
                 Ok(found) => forward.judge(found, now_micros()),
                 Err(error) => {

@@ -3,8 +3,8 @@
 //! decisions that need them (the key, its hash, the verdict on an entry).
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use http::header::HOST;
 use http::request::Parts;
@@ -14,7 +14,6 @@ use super::options::RouteOptions;
 use crate::cache::Cache;
 use crate::entry::{Entry, KeyHash, KeyHasher};
 use crate::metrics::{RouteMetrics, StoreOp};
-use crate::semantics::vary;
 use crate::semantics::verdict::{self, MissKind, Selector, Verdict};
 use crate::stamp::{now_micros, Validity};
 use crate::store::StoreError;
@@ -27,7 +26,6 @@ pub(crate) struct CacheRoute {
     /// The request headers that select a response on every request: the
     /// declared ones, plus `Host` under the default key.
     pub(crate) selecting: Vec<HeaderName>,
-    pub(crate) learned_vary: LearnedVary,
     /// Second (since the epoch) of the last store failure logged.
     last_failure_log: AtomicU64,
 }
@@ -44,7 +42,6 @@ impl CacheRoute {
             name,
             options,
             selecting,
-            learned_vary: LearnedVary::default(),
             last_failure_log: AtomicU64::new(0),
         }
     }
@@ -64,7 +61,33 @@ impl CacheRoute {
         }
     }
 
+    /// The key's primary hash: the route, the key, the identity and the
+    /// values of the headers the route always selects on. Responses that
+    /// vary on nothing else are stored under it; for the others it holds a
+    /// variant index (see [`Entry::variant_index`]).
     pub(crate) fn hash(&self, key: &str, identity: Option<&str>, headers: &HeaderMap) -> KeyHash {
+        self.hasher(key, identity, headers).finish()
+    }
+
+    /// The hash of the variant selected by `headers` among the key's
+    /// responses that vary on `names`.
+    pub(crate) fn variant_hash(
+        &self,
+        key: &str,
+        identity: Option<&str>,
+        headers: &HeaderMap,
+        names: &[HeaderName],
+    ) -> KeyHash {
+        let mut hasher = self.hasher(key, identity, headers);
+        // A marker keeps a variant's hash apart from every primary hash.
+        hasher.absent();
+        for name in names {
+            hash_header(&mut hasher, headers, name);
+        }
+        hasher.finish()
+    }
+
+    fn hasher(&self, key: &str, identity: Option<&str>, headers: &HeaderMap) -> KeyHasher {
         let mut hasher = KeyHasher::default();
         hasher.part(self.name.as_bytes()).part(key.as_bytes());
         match identity {
@@ -74,17 +97,15 @@ impl CacheRoute {
         for name in &self.selecting {
             hash_header(&mut hasher, headers, name);
         }
-        if self.learned_vary.any.load(Ordering::Acquire) {
-            let learned = self
-                .learned_vary
-                .names
-                .read()
-                .unwrap_or_else(|e| e.into_inner());
-            for name in learned.iter() {
-                hash_header(&mut hasher, headers, name);
-            }
-        }
-        hasher.finish()
+        hasher
+    }
+
+    /// The request's variant hash if `found` is this key's variant index.
+    pub(crate) fn follow_index(&self, found: &Entry, selector: &Selector<'_>) -> Option<KeyHash> {
+        let names = found.variants.as_deref()?;
+        selector
+            .same_key(found)
+            .then(|| self.variant_hash(selector.key, selector.identity, selector.headers, names))
     }
 
     /// What `found` can do for the request `selector` describes, at `now`.
@@ -123,38 +144,6 @@ impl CacheRoute {
         if self.last_failure_log.swap(second, Ordering::Relaxed) != second {
             tracing::warn!(route = %self.name, op = op.as_str(), %error, "tagcache store failed; serving from the origin");
         }
-    }
-}
-
-/// `Vary` names the route's responses turned out to use, beyond the declared
-/// ones. Once learned they become part of the key, so each variant gets its
-/// own entry. Correctness never depends on this: every hit compares the
-/// entry's recorded `Vary` values with the request.
-#[derive(Default)]
-pub(crate) struct LearnedVary {
-    any: AtomicBool,
-    names: RwLock<Vec<HeaderName>>,
-}
-
-impl LearnedVary {
-    pub(crate) fn learn(&self, names: &[HeaderName], declared: &[HeaderName]) {
-        let new: Vec<&HeaderName> = names.iter().filter(|n| !declared.contains(n)).collect();
-        if new.is_empty() {
-            return;
-        }
-        {
-            let known = self.names.read().unwrap_or_else(|e| e.into_inner());
-            if new.iter().all(|n| known.contains(n)) {
-                return;
-            }
-        }
-        let mut known = self.names.write().unwrap_or_else(|e| e.into_inner());
-        for name in new {
-            if !known.contains(name) && known.len() < vary::MAX_VARY_HEADERS {
-                known.push(name.clone());
-            }
-        }
-        self.any.store(true, Ordering::Release);
     }
 }
 

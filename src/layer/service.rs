@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Method, Request, Response};
@@ -15,6 +14,7 @@ use tower_service::Service;
 use super::body::CacheBody;
 use super::fill::Forward;
 use super::future::ResponseFuture;
+use super::lookup::Step;
 use super::outcome::Outcome;
 use super::resolve::{resolve, Lookup};
 use super::respond;
@@ -96,24 +96,25 @@ where
             drop(key);
             return self.bypass(Request::from_parts(parts, body), BypassReason::KeyTooLong);
         }
-        let hash = route.hash(&key, identity.as_deref(), &parts.headers);
+        let primary = route.hash(&key, identity.as_deref(), &parts.headers);
 
         let lookup = if options.honor_request_no_cache && request::wants_origin(&parts.headers) {
-            Lookup::Done(Verdict::Miss(MissKind::Request))
+            Lookup::Done {
+                hash: primary,
+                verdict: Verdict::Miss(MissKind::Request),
+            }
         } else {
-            match route.cache.store().get(hash).now_or_later() {
-                Ok(found) => {
+            let selector = Selector {
+                route: &route.name,
+                key: &key,
+                identity: identity.as_deref(),
+                headers: &parts.headers,
+            };
+            match route.lookup(primary, &selector) {
+                Step::Found { hash, result } => {
                     let now = now_micros();
-                    let verdict = match found {
-                        Ok(found) => {
-                            let selector = Selector {
-                                route: &route.name,
-                                key: &key,
-                                identity: identity.as_deref(),
-                                headers: &parts.headers,
-                            };
-                            route.judge(found, &selector, now)
-                        }
+                    let verdict = match result {
+                        Ok(found) => route.judge(found, &selector, now),
                         Err(error) => {
                             route.store_failed(StoreOp::Get, &error);
                             Verdict::Miss(MissKind::StoreError)
@@ -129,11 +130,9 @@ where
                             status,
                         ));
                     }
-                    Lookup::Done(verdict)
+                    Lookup::Done { hash, verdict }
                 }
-                // Only stores that answer asynchronously have a latency
-                // worth recording; an in-memory lookup is not timed.
-                Err(pending) => Lookup::Pending(pending, Instant::now()),
+                pending => Lookup::Pending(pending),
             }
         };
 
@@ -145,7 +144,8 @@ where
             body,
             key,
             identity,
-            hash,
+            primary,
+            hash: primary,
             kind: MissKind::Absent,
             stale: None,
             no_store: false,

@@ -70,14 +70,18 @@ pub(crate) struct Selector<'a> {
 }
 
 impl Selector<'_> {
-    /// Whether `entry` was stored for this request: same route, key and
-    /// identity, and the request presents the header values it was
-    /// selected by.
+    /// Whether `entry` is for this key: same route, key and identity.
+    pub(crate) fn same_key(&self, entry: &Entry) -> bool {
+        *entry.route == *self.route
+            && &*entry.key == self.key
+            && entry.identity.as_deref() == self.identity
+    }
+
+    /// Whether `entry` is a response stored for this request: same route,
+    /// key and identity, and the request presents the header values it was
+    /// selected by. (A variant index is no response.)
     pub(crate) fn selects(&self, entry: &Entry) -> Result<(), MissKind> {
-        if *entry.route != *self.route
-            || &*entry.key != self.key
-            || entry.identity.as_deref() != self.identity
-        {
+        if entry.variants.is_some() || !self.same_key(entry) {
             return Err(MissKind::Absent);
         }
         if !vary::matches(&entry.vary, self.headers) {

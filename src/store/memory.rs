@@ -208,6 +208,7 @@ mod tests {
             body: Bytes::from(vec![0; body]),
             tags: Box::new([]),
             vary: Box::new([]),
+            variants: None,
             fill_stamp: Stamp(1),
             stored_at_micros: 0,
             ttl: Duration::from_secs(60),

@@ -15,6 +15,7 @@ pub mod harness;
 pub mod races;
 pub mod semantics;
 pub mod stress;
+pub mod variants;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -84,6 +85,9 @@ macro_rules! with_cases {
             races::soft_invalidation_serves_stale_under_swr,
             races::must_revalidate_is_never_served_stale,
             stress::randomized_reads_never_stale,
+            variants::learning_that_a_key_varies_keeps_other_keys,
+            variants::every_variant_is_stored_once,
+            variants::herd_of_variants_gets_each_its_own_with_one_call_per_variant,
         );
     };
 }

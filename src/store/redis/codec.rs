@@ -14,6 +14,8 @@
 //! str     route
 //! str     key
 //! u8      identity present (0/1), then str if 1
+//! u8      variant index (0/1), then varint name count and each name as str
+//!         if 1 (absent in version 1)
 //! varint  tag count, then each tag as str
 //! varint  vary count, then each: str name, u8 present (0/1), bytes value if 1
 //! varint  header count, then each: str name, bytes value (in order, repeats kept)
@@ -36,7 +38,9 @@ use crate::entry::{Entry, Tag};
 use crate::stamp::{micros, Stamp};
 
 /// The current format version, the first byte of every stored value.
-pub const FORMAT_VERSION: u8 = 1;
+/// Version 1 (without the variant index) is still read, so instances of
+/// two releases can share a namespace during a rolling deploy.
+pub const FORMAT_VERSION: u8 = 2;
 /// Most items (tags, `Vary` pairs, headers) a decoded entry may list.
 const MAX_ITEMS: usize = 4096;
 /// Most items reserved before they are read.
@@ -84,6 +88,12 @@ pub fn encode(entry: &Entry) -> Bytes {
         .iter()
         .map(|(n, v)| n.as_str().len() + v.as_ref().map_or(0, |v| v.len()) + 21)
         .sum();
+    let variants: usize = entry
+        .variants
+        .iter()
+        .flat_map(|names| names.iter())
+        .map(|n| n.as_str().len() + 10)
+        .sum();
     let capacity = 1
         + 2
         + 8 * 5
@@ -95,6 +105,9 @@ pub fn encode(entry: &Entry) -> Bytes {
         + headers
         + tags
         + vary
+        + variants
+        + 1
+        + 10
         + entry.body.len();
     let mut out = BytesMut::with_capacity(capacity);
     out.put_u8(FORMAT_VERSION);
@@ -110,6 +123,16 @@ pub fn encode(entry: &Entry) -> Bytes {
         Some(identity) => {
             out.put_u8(1);
             put_bytes(&mut out, identity.as_bytes());
+        }
+        None => out.put_u8(0),
+    }
+    match &entry.variants {
+        Some(names) => {
+            out.put_u8(1);
+            put_varint(&mut out, names.len() as u64);
+            for name in names.iter() {
+                put_bytes(&mut out, name.as_str().as_bytes());
+            }
         }
         None => out.put_u8(0),
     }
@@ -141,7 +164,7 @@ pub fn encode(entry: &Entry) -> Bytes {
 pub fn decode(buf: Bytes) -> Result<Entry, DecodeError> {
     let mut r = Reader { buf, pos: 0 };
     let version = r.u8().map_err(|_| DecodeError::Empty)?;
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != 1 {
         return Err(DecodeError::Version(version));
     }
     let status = StatusCode::from_u16(r.u16()?).map_err(|_| DecodeError::Invalid("status"))?;
@@ -156,6 +179,18 @@ pub fn decode(buf: Bytes) -> Result<Entry, DecodeError> {
         0 => None,
         1 => Some(r.string("identity")?),
         _ => return Err(DecodeError::Invalid("identity flag")),
+    };
+    let variants = match (version, r.u8_if(version > 1)?) {
+        (1, _) | (_, 0) => None,
+        (_, 1) => {
+            let count = r.items("variants")?;
+            let mut names = Vec::with_capacity(count.min(PREALLOCATE));
+            for _ in 0..count {
+                names.push(r.header_name()?);
+            }
+            Some(names.into_boxed_slice())
+        }
+        _ => return Err(DecodeError::Invalid("variants flag")),
     };
     let count = r.items("tags")?;
     let mut tags: Vec<Tag> = Vec::with_capacity(count.min(PREALLOCATE));
@@ -187,7 +222,7 @@ pub fn decode(buf: Bytes) -> Result<Entry, DecodeError> {
         return Err(DecodeError::Invalid("trailing bytes"));
     }
     Ok(Entry {
-        route,
+        route: route.into(),
         key,
         identity,
         status,
@@ -195,6 +230,7 @@ pub fn decode(buf: Bytes) -> Result<Entry, DecodeError> {
         body,
         tags: tags.into_boxed_slice(),
         vary: vary.into_boxed_slice(),
+        variants,
         fill_stamp,
         stored_at_micros,
         ttl,
@@ -237,6 +273,15 @@ impl Reader {
 
     fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
+    }
+
+    /// A byte, if `present`; 0 otherwise (a field older versions lack).
+    fn u8_if(&mut self, present: bool) -> Result<u8, DecodeError> {
+        if present {
+            self.u8()
+        } else {
+            Ok(0)
+        }
     }
 
     fn u16(&mut self) -> Result<u16, DecodeError> {
@@ -354,6 +399,7 @@ mod tests {
                 (HeaderName::from_static("accept-encoding"), None),
             ]
             .into_boxed_slice(),
+            variants: None,
             fill_stamp: Stamp(1_734_567_890_123_456),
             stored_at_micros: 1_734_567_890_223_456,
             ttl: Duration::from_secs(300),
@@ -377,6 +423,7 @@ mod tests {
         assert_eq!(a.body, b.body);
         assert_eq!(a.tags, b.tags);
         assert_eq!(a.vary, b.vary);
+        assert_eq!(a.variants, b.variants);
         assert_eq!(a.fill_stamp, b.fill_stamp);
         assert_eq!(a.stored_at_micros, b.stored_at_micros);
         assert_eq!(a.ttl, b.ttl);
@@ -408,6 +455,7 @@ mod tests {
             body: Bytes::new(),
             tags: Box::new([]),
             vary: Box::new([]),
+            variants: None,
             fill_stamp: Stamp(0),
             stored_at_micros: 0,
             ttl: Duration::ZERO,
@@ -445,9 +493,43 @@ mod tests {
     }
 
     #[test]
+    fn variant_indexes_round_trip() {
+        let variant = sample();
+        let names = [
+            HeaderName::from_static("accept-language"),
+            HeaderName::from_static("x-tenant"),
+        ];
+        let index = Entry::variant_index(&variant, Box::new(names.clone()));
+        let decoded = decode(encode(&index)).unwrap();
+        assert_same(&index, &decoded);
+        assert_eq!(decoded.variants.as_deref(), Some(&names[..]));
+        assert_eq!(decode(encode(&variant)).unwrap().variants, None);
+    }
+
+    #[test]
+    fn version_1_values_are_still_read() {
+        // A version 1 value is today's without the variant-index byte.
+        let entry = sample();
+        let mut raw = encode(&entry).to_vec();
+        let flag_at = 1
+            + 2
+            + 40
+            + 1
+            + entry.route.len()
+            + 1
+            + entry.key.len()
+            + 1
+            + 1
+            + entry.identity.as_ref().unwrap().len();
+        assert_eq!(raw.remove(flag_at), 0, "the variant-index flag");
+        raw[0] = 1;
+        assert_same(&entry, &decode(Bytes::from(raw)).unwrap());
+    }
+
+    #[test]
     fn wrong_version_is_an_error() {
         let mut raw = encode(&sample()).to_vec();
-        for version in [0u8, 2, 0x7b, 0xff] {
+        for version in [0u8, 3, 0x7b, 0xff] {
             raw[0] = version;
             assert_eq!(
                 decode(Bytes::from(raw.clone())).unwrap_err(),
@@ -488,6 +570,7 @@ mod tests {
         put_bytes_vec(&mut raw, b"r");
         put_bytes_vec(&mut raw, b"k");
         raw.push(0);
+        raw.push(0);
         raw.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
         assert_eq!(
             decode(Bytes::from(raw)).unwrap_err(),
@@ -503,7 +586,7 @@ mod tests {
 
     #[test]
     fn hostile_item_counts_are_refused_without_panicking() {
-        for what in ["tags", "vary", "headers"] {
+        for what in ["variants", "tags", "vary", "headers"] {
             let mut out = BytesMut::new();
             out.put_u8(FORMAT_VERSION);
             out.put_u16_le(200);
@@ -513,7 +596,11 @@ mod tests {
             put_bytes(&mut out, b"r");
             put_bytes(&mut out, b"k");
             out.put_u8(0);
-            for list in ["tags", "vary", "headers"] {
+            out.put_u8(u8::from(what == "variants"));
+            for list in ["variants", "tags", "vary", "headers"] {
+                if list == "variants" && what != "variants" {
+                    continue;
+                }
                 put_varint(&mut out, if list == what { 30_000 } else { 0 });
                 if list == what {
                     break;

@@ -147,6 +147,7 @@ mod tests {
             body: Bytes::from_static(body.as_bytes()),
             tags: Box::new([]),
             vary: Box::new([]),
+            variants: None,
             fill_stamp: Stamp(1),
             stored_at_micros: 1,
             ttl: Duration::from_secs(1),

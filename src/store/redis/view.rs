@@ -328,6 +328,7 @@ mod tests {
             body: bytes::Bytes::new(),
             tags: vec!["t".into()].into_boxed_slice(),
             vary: Box::new([]),
+            variants: None,
             fill_stamp: Stamp(now_micros()),
             stored_at_micros: now_micros(),
             ttl: Duration::from_secs(1),
