@@ -8,6 +8,7 @@ use crate::coalesce::Coalescer;
 use crate::entry::Tag;
 use crate::metrics::{CacheStats, RouteMetrics, StoreOp};
 use crate::semantics::cache_status::is_valid_cache_name;
+use crate::semantics::query::normalize_target;
 use crate::stamp::{InvalidationMode, Stamp};
 use crate::store::{MemoryStore, Store, StoreFuture, StoreResult};
 use crate::tags::{collect, key_tag};
@@ -172,10 +173,19 @@ impl Cache {
         self.run_invalidation(target, &self.inner.direct).await
     }
 
-    /// Invalidates the entries stored under `key` (the value a route's key
-    /// function returned), in every route and every `Vary` variant.
+    /// Invalidates the entries stored under `key`, in every route and every
+    /// `Vary` variant: the value a route's key function returned or, for
+    /// routes on the default key, the path and query in any spelling
+    /// (`/list?b=1&a=2` purges `/list?a=2&b=1`; with
+    /// [`query_keys`](crate::CacheLayer::query_keys), give only those
+    /// parameters).
     pub async fn purge(&self, key: &str) -> StoreResult<Stamp> {
-        let target = Target::Tags(vec![key_tag(key)], InvalidationMode::Hard);
+        let mut tags = vec![key_tag(key)];
+        let normal = normalize_target(key);
+        if normal != key {
+            tags.push(key_tag(&normal));
+        }
+        let target = Target::Tags(tags, InvalidationMode::Hard);
         self.run_invalidation(target, &self.inner.direct).await
     }
 

@@ -81,7 +81,7 @@ pub use service::CacheService;
 
 use crate::cache::Cache;
 use crate::tags::tags_fn;
-use options::RouteOptions;
+use options::{QueryKey, RouteOptions};
 use route::CacheRoute;
 
 /// Caches one route's responses. Made with [`Cache::layer`]; every option
@@ -132,15 +132,42 @@ impl CacheLayer {
     /// What makes two requests the same. `None` bypasses the cache for that
     /// request.
     ///
-    /// The default key is the path and query, and the `Host` header is then
-    /// matched as well, so virtual hosts served by one router never share
-    /// entries. A key function replaces both: include the host in it if the
+    /// The default key is the path and the query in normal form (empty
+    /// pairs dropped, escapes of unreserved characters decoded, parameters
+    /// sorted by name; see [`semantics::query`](crate::semantics::query)
+    /// for exactly what and why it is safe), so `?b=1&a=2`, `?a=2&b=1&` and
+    /// `?%61=2&b=1` share one entry; and the `Host` header is matched as
+    /// well, so virtual hosts served by one router never share entries. A
+    /// key function replaces all of it, including
+    /// [`query_keys`](Self::query_keys) and
+    /// [`ignore_query`](Self::ignore_query): include the host in it if the
     /// router serves several.
     pub fn key<F>(self, key: F) -> Self
     where
         F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
     {
         self.with(|o| o.key = Some(Arc::new(key)))
+    }
+
+    /// Only these query parameters select the response; the default key
+    /// ignores every other (a tracking parameter such as `utm_source`, or
+    /// anything a client adds to bypass the cache). A request is still
+    /// answered by its handler with its whole query on a miss, and that
+    /// answer is then served for every request that differs only in the
+    /// ignored parameters: name every parameter the handler reads.
+    pub fn query_keys<I, T>(self, names: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        let names = names.into_iter().map(Into::into).collect();
+        self.with(|o| o.query = QueryKey::Only(names))
+    }
+
+    /// The query string never selects the response: the default key is the
+    /// path alone. For routes whose handler reads no query parameter.
+    pub fn ignore_query(self) -> Self {
+        self.with(|o| o.query = QueryKey::Ignored)
     }
 
     /// Makes the route per-user: `identity` names who is asking (a user id

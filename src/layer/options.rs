@@ -24,10 +24,23 @@ pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
 /// A key or identity function.
 pub(crate) type KeyFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
 
+/// How the default key reads the query string.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) enum QueryKey {
+    /// The whole query, normalized (see [`crate::semantics::query`]).
+    #[default]
+    Normalized,
+    /// Only these parameters, normalized.
+    Only(Vec<String>),
+    /// None of it.
+    Ignored,
+}
+
 /// Every option of one cached route.
 #[derive(Clone)]
 pub(crate) struct RouteOptions {
     pub(crate) key: Option<KeyFn>,
+    pub(crate) query: QueryKey,
     pub(crate) identity: Option<KeyFn>,
     pub(crate) tags: Option<TagsFn>,
     pub(crate) rules: StoreRules,
@@ -43,6 +56,7 @@ impl Default for RouteOptions {
     fn default() -> Self {
         RouteOptions {
             key: None,
+            query: QueryKey::default(),
             identity: None,
             tags: None,
             rules: StoreRules {
@@ -68,6 +82,7 @@ impl std::fmt::Debug for RouteOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RouteOptions")
             .field("custom_key", &self.key.is_some())
+            .field("query", &self.query)
             .field("per_user", &self.identity.is_some())
             .field("tags_fn", &self.tags.is_some())
             .field("rules", &self.rules)

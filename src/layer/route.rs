@@ -10,10 +10,11 @@ use http::header::HOST;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName};
 
-use super::options::RouteOptions;
+use super::options::{QueryKey, RouteOptions};
 use crate::cache::Cache;
 use crate::entry::{Entry, KeyHash, KeyHasher};
 use crate::metrics::{RouteMetrics, StoreOp};
+use crate::semantics::query;
 use crate::semantics::verdict::{self, MissKind, Selector, Verdict};
 use crate::stamp::{now_micros, Validity};
 use crate::store::StoreError;
@@ -47,18 +48,24 @@ impl CacheRoute {
     }
 
     /// The route's key for the request: the key function's, or the path and
-    /// query (borrowed, so a hit on the default key allocates nothing).
+    /// the query as the route reads it (borrowed when the query is already
+    /// in normal form, so a hit on the default key allocates nothing).
     pub(crate) fn key_of<'a>(&self, parts: &'a Parts) -> Option<Cow<'a, str>> {
-        match &self.options.key {
-            Some(f) => f(parts).map(Cow::Owned),
-            None => Some(Cow::Borrowed(
-                parts
-                    .uri
-                    .path_and_query()
-                    .map(|pq| pq.as_str())
-                    .unwrap_or("/"),
-            )),
+        if let Some(key_of) = &self.options.key {
+            return key_of(parts).map(Cow::Owned);
         }
+        let path = parts.uri.path();
+        let Some(target) = parts.uri.path_and_query() else {
+            return Some(Cow::Borrowed(path));
+        };
+        Some(match &self.options.query {
+            QueryKey::Normalized => query::normalize_target(target.as_str()),
+            QueryKey::Only(names) => match query::only(target.query().unwrap_or_default(), names) {
+                only if only.is_empty() => Cow::Borrowed(path),
+                only => Cow::Owned(format!("{path}?{only}")),
+            },
+            QueryKey::Ignored => Cow::Borrowed(path),
+        })
     }
 
     /// The key's primary hash: the route, the key, the identity and the

@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod harness;
+pub mod query;
 pub mod races;
 pub mod semantics;
 pub mod stress;
@@ -85,6 +86,9 @@ macro_rules! with_cases {
             races::soft_invalidation_serves_stale_under_swr,
             races::must_revalidate_is_never_served_stale,
             stress::randomized_reads_never_stale,
+            query::query_spellings_share_one_entry,
+            query::ignored_query_parameters_never_select_a_response,
+            query::paths_are_never_normalized,
             variants::learning_that_a_key_varies_keeps_other_keys,
             variants::every_variant_is_stored_once,
             variants::herd_of_variants_gets_each_its_own_with_one_call_per_variant,
