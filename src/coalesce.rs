@@ -17,6 +17,10 @@
 //! A flight that produced `Shared` stays in the table until the store has
 //! the entry, so a request arriving in between takes the flight's response
 //! instead of missing in the store and calling the origin a second time.
+//!
+//! The table holds one small record per key with an origin call in
+//! progress, removed when the flight ends: it is bounded by the requests in
+//! flight, not by the keys clients ask for.
 
 use std::sync::Arc;
 

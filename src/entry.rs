@@ -87,6 +87,20 @@ impl KeyHasher {
     }
 }
 
+/// A copy of `value` in an allocation of its own, exactly its size.
+///
+/// A `HeaderValue` (or `Bytes`) taken from a request or a response can be a
+/// slice of a much larger buffer (the connection's read buffer, a body grown
+/// by doubling). Kept in an entry as it is, it would keep that whole buffer
+/// alive while the store weighs only its length, so whatever an entry keeps
+/// is copied when the entry is made.
+pub fn own_value(value: &HeaderValue) -> HeaderValue {
+    let mut owned = HeaderValue::from_maybe_shared(Bytes::copy_from_slice(value.as_bytes()))
+        .expect("the bytes of a header value are a valid header value");
+    owned.set_sensitive(value.is_sensitive());
+    owned
+}
+
 /// One stored response and everything needed to decide whether it may answer
 /// a request.
 ///
@@ -156,6 +170,27 @@ impl Entry {
         }
     }
 
+    /// A copy whose body and header values have allocations of their own,
+    /// exactly their size: for an entry decoded from a larger buffer (a
+    /// value read from Redis, whose body and headers are slices of it) that
+    /// is about to be kept for long, so it keeps no more than it weighs.
+    pub fn compacted(&self) -> Entry {
+        let mut headers = HeaderMap::with_capacity(self.headers.keys_len());
+        for (name, value) in &self.headers {
+            headers.append(name.clone(), own_value(value));
+        }
+        Entry {
+            headers,
+            body: Bytes::copy_from_slice(&self.body),
+            vary: self
+                .vary
+                .iter()
+                .map(|(name, value)| (name.clone(), value.as_ref().map(own_value)))
+                .collect(),
+            ..self.clone()
+        }
+    }
+
     /// Wall time (µs) at which the entry stops being fresh.
     pub fn fresh_until_micros(&self) -> u64 {
         self.stored_at_micros.saturating_add(micros(self.ttl))
@@ -168,36 +203,91 @@ impl Entry {
             .saturating_add(self.stale_while_revalidate.max(self.stale_if_error))
     }
 
-    /// Approximate memory cost in bytes, for byte-bounded stores.
+    /// The memory this entry keeps alive, in bytes, for byte-bounded
+    /// stores: every allocation it owns at its allocated size, plus the
+    /// allocator's bookkeeping and the store's own per-entry cost, so that
+    /// a store bounded at N bytes holds about N bytes of process memory.
+    ///
+    /// Exact for entries made by the layers, which copy whatever they keep
+    /// into allocations of its own size (see [`own_value`]); the route name
+    /// is shared by every entry of a route and not counted. Header names
+    /// are counted as if each had an allocation of its own, which standard
+    /// names do not: the error is on the safe side.
     pub fn weight(&self) -> u64 {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len() + 32)
-            .sum();
-        let tags: usize = self.tags.iter().map(|t| t.len() + 16).sum();
-        let vary: usize = self
-            .vary
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.as_ref().map_or(0, |v| v.len()) + 32)
-            .sum();
-        let variants: usize = self
-            .variants
-            .iter()
-            .flat_map(|names| names.iter())
-            .map(|n| n.as_str().len() + 32)
-            .sum();
-        (std::mem::size_of::<Self>()
-            + self.route.len()
-            + self.key.len()
-            + self.identity.as_ref().map_or(0, |i| i.len())
-            + headers
-            + self.body.len()
-            + tags
-            + vary
-            + variants
-            + 64) as u64
+        use std::mem::size_of;
+        let headers: usize = header_map_bytes(&self.headers)
+            + self
+                .headers
+                .iter()
+                .map(|(name, value)| heap(name.as_str().len()) + shared_bytes(value.len()))
+                .sum::<usize>();
+        let tags: usize = heap(self.tags.len() * size_of::<Tag>())
+            + self.tags.iter().map(|t| heap(t.len())).sum::<usize>();
+        let vary: usize = heap(self.vary.len() * size_of::<(HeaderName, Option<HeaderValue>)>())
+            + self
+                .vary
+                .iter()
+                .map(|(n, v)| heap(n.as_str().len()) + v.as_ref().map_or(0, |v| heap(v.len())))
+                .sum::<usize>();
+        let variants: usize = self.variants.as_ref().map_or(0, |names| {
+            heap(names.len() * size_of::<HeaderName>())
+                + names.iter().map(|n| heap(n.as_str().len())).sum::<usize>()
+        });
+        // The route name is shared by a route's entries, unless this entry
+        // was decoded on its own.
+        let route = match Arc::strong_count(&self.route) {
+            1 => heap(2 * size_of::<usize>() + self.route.len()),
+            _ => 0,
+        };
+        let own = heap(2 * size_of::<usize>() + size_of::<Self>())
+            + route
+            + heap(self.key.len())
+            + self.identity.as_ref().map_or(0, |i| heap(i.len()));
+        (own + headers + shared_bytes(self.body.len()) + tags + vary + variants + STORE_SLOT) as u64
     }
+}
+
+/// What the allocator keeps per allocation besides the bytes asked for
+/// (glibc: an 8-byte header, 16-byte granules; other allocators are alike).
+const ALLOCATION_OVERHEAD: usize = 16;
+/// What a store keeps per entry besides the entry (the cache crate's slot,
+/// its table and ghost list; about 90 bytes measured for the memory store).
+const STORE_SLOT: usize = 96;
+
+/// An allocation of `len` bytes, as the process pays for it.
+fn heap(len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        len + ALLOCATION_OVERHEAD
+    }
+}
+
+/// A `Bytes` of `len` bytes in an allocation of its own that has been
+/// cloned (as every hit clones the body and the header values): the buffer
+/// plus the shared header its first clone allocates.
+fn shared_bytes(len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        heap(len) + heap(3 * std::mem::size_of::<usize>())
+    }
+}
+
+/// The tables of a `HeaderMap` (its values counted apart): an index of
+/// 4-byte slots, a power of two with room for a quarter more than its
+/// capacity, and one bucket per capacity slot (a name, a value, a hash and
+/// the links to repeated values); repeated values take a node each.
+fn header_map_bytes(headers: &HeaderMap) -> usize {
+    use std::mem::size_of;
+    if headers.capacity() == 0 {
+        return 0;
+    }
+    let bucket = size_of::<HeaderName>() + size_of::<HeaderValue>() + 4 * size_of::<usize>();
+    let extra = size_of::<HeaderValue>() + 4 * size_of::<usize>();
+    let slots = (headers.capacity() + headers.capacity() / 3).next_power_of_two();
+    let repeated = headers.len() - headers.keys_len();
+    heap(slots * 4) + heap(headers.capacity() * bucket) + heap(repeated * extra)
 }
 
 #[cfg(test)]
@@ -216,6 +306,40 @@ mod tests {
         }
         expected.extend_from_slice(&u64::MAX.to_le_bytes());
         assert_eq!(spilled.finish(), KeyHash(xxh3_128(&expected)));
+    }
+
+    #[test]
+    fn compacted_entries_keep_nothing_of_the_buffer_they_came_from() {
+        let buffer = Bytes::from(vec![b'x'; 64 * 1024]);
+        let mut headers = HeaderMap::new();
+        let value = HeaderValue::from_maybe_shared(buffer.slice(10..20)).unwrap();
+        headers.insert("x-slice", value.clone());
+        let entry = Entry {
+            route: "r".into(),
+            key: "k".into(),
+            identity: None,
+            status: StatusCode::OK,
+            headers,
+            body: buffer.slice(100..200),
+            tags: Box::new([]),
+            vary: vec![(HeaderName::from_static("x-slice"), Some(value))].into_boxed_slice(),
+            variants: None,
+            fill_stamp: Stamp(1),
+            stored_at_micros: 1,
+            ttl: Duration::from_secs(1),
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+        };
+        let compact = entry.compacted();
+        let within = |ptr: *const u8| buffer.as_ptr_range().contains(&ptr);
+        assert!(!within(compact.body.as_ptr()));
+        assert_eq!(compact.body, entry.body);
+        let header = compact.headers.get("x-slice").unwrap();
+        assert!(!within(header.as_bytes().as_ptr()));
+        let vary = compact.vary[0].1.as_ref().unwrap();
+        assert!(!within(vary.as_bytes().as_ptr()));
+        assert_eq!(header, "xxxxxxxxxx");
+        assert!(compact.weight() < 2048, "weighs {}", compact.weight());
     }
 
     #[test]

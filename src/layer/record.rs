@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderName, HeaderValue};
 
@@ -26,9 +26,10 @@ pub(crate) struct IndexAt {
 }
 
 pub(crate) struct Recorder {
-    /// The first chunk, kept without copying: most bodies are one chunk.
-    first: Option<Bytes>,
-    rest: BytesMut,
+    /// The body's chunks as they went by (reference counts, not copies);
+    /// copied once, into one allocation of the body's exact size, when the
+    /// body ends (see [`own_value`](crate::entry::own_value) for why).
+    chunks: Vec<Bytes>,
     len: usize,
     /// The announced length, if any: reaching it completes the body.
     expected: Option<usize>,
@@ -53,8 +54,7 @@ impl Recorder {
         expected: Option<u64>,
     ) -> Self {
         Recorder {
-            first: None,
-            rest: BytesMut::new(),
+            chunks: Vec::new(),
             len: 0,
             expected: expected.and_then(|n| usize::try_from(n).ok()),
             route,
@@ -71,13 +71,8 @@ impl Recorder {
         if self.len > self.route.options.rules.max_body_bytes {
             return Err(NotStoredReason::TooLarge);
         }
-        if self.first.is_none() && self.rest.is_empty() {
-            self.first = Some(data.clone());
-        } else {
-            if let Some(first) = self.first.take() {
-                self.rest.extend_from_slice(&first);
-            }
-            self.rest.extend_from_slice(data);
+        if !data.is_empty() {
+            self.chunks.push(data.clone());
         }
         Ok(())
     }
@@ -99,16 +94,21 @@ impl Recorder {
     /// The body ended: store the entry and share it.
     pub(crate) fn finish(self) {
         let Recorder {
-            first,
-            rest,
+            chunks,
+            len,
             route,
             hash,
             mut template,
             index,
             mut guard,
-            ..
+            expected: _,
         } = self;
-        template.body = first.unwrap_or_else(|| rest.freeze());
+        let mut body = Vec::with_capacity(len);
+        for chunk in &chunks {
+            body.extend_from_slice(chunk);
+        }
+        drop(chunks);
+        template.body = Bytes::from(body);
         // The stored body is complete, so say how long it is: otherwise the
         // server adds `Content-Length` to every hit's cloned map (a regrow).
         if !template.headers.contains_key(CONTENT_LENGTH)

@@ -5,7 +5,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use super::body::CacheBody;
 use super::header_values::age_value;
-use crate::entry::Entry;
+use crate::entry::{own_value, Entry};
 use crate::semantics::conditional::{if_none_match_hits, NOT_MODIFIED_HEADERS};
 
 /// The `Cache-Status` header (RFC 9211).
@@ -14,14 +14,17 @@ pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 /// Placeholder value of the `Cache-Status` slot in stored headers.
 pub(crate) const SLOT: HeaderValue = HeaderValue::from_static("-");
 
-/// The headers to store for a response: the origin's, plus slots for `Age`
-/// and `Cache-Status` at the end, so answering a hit overwrites them in
-/// place instead of growing the cloned map (an allocation per hit).
+/// The headers to store for a response: copies of the origin's (see
+/// [`own_value`]), plus slots for `Age` and `Cache-Status` at the end, so
+/// answering a hit overwrites them in place instead of growing the cloned
+/// map (an allocation per hit).
 pub(crate) fn with_slots(headers: &HeaderMap) -> HeaderMap {
     // Room for the two slots and a `Content-Length` added at the end of the
     // fill, so neither the stored map nor a hit's clone ever regrows.
     let mut stored = HeaderMap::with_capacity(headers.len() + 3);
-    stored.extend(headers.clone());
+    for (name, value) in headers {
+        stored.append(name.clone(), own_value(value));
+    }
     if !stored.contains_key(AGE) {
         stored.insert(AGE, HeaderValue::from_static("0"));
     }

@@ -3,6 +3,8 @@
 use http::header::VARY;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::entry::own_value;
+
 /// What a response's `Vary` lines say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Vary {
@@ -50,23 +52,31 @@ impl Vary {
     }
 }
 
-/// The request's value for each header in `names`, in order. Multiple lines
-/// of one header are joined with `", "` as RFC 9110 allows.
+/// The request's value for each header in `names`, in order, to keep with
+/// a stored response. Multiple lines of one header are joined with `", "`
+/// as RFC 9110 allows. Each value is a copy of its own (see
+/// [`own_value`]), never a slice of the request's buffer.
 pub fn request_values(
     names: &[HeaderName],
     request: &HeaderMap,
 ) -> Vec<(HeaderName, Option<HeaderValue>)> {
     names
         .iter()
-        .map(|name| (name.clone(), joined(request, name)))
+        .map(|name| (name.clone(), joined(request, name, own_value)))
         .collect()
 }
 
-fn joined(request: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
+/// The request's lines of `name`, joined; a single line goes through
+/// `single` (a clone, or a copy of its own).
+fn joined(
+    request: &HeaderMap,
+    name: &HeaderName,
+    single: fn(&HeaderValue) -> HeaderValue,
+) -> Option<HeaderValue> {
     let mut values = request.get_all(name).iter();
     let first = values.next()?;
     let Some(second) = values.next() else {
-        return Some(first.clone());
+        return Some(single(first));
     };
     let mut bytes = first.as_bytes().to_vec();
     for value in std::iter::once(second).chain(values) {
@@ -86,7 +96,7 @@ pub fn matches(stored: &[(HeaderName, Option<HeaderValue>)], request: &HeaderMap
             (None, None) => true,
             (Some(stored), Some(first)) => match lines.next() {
                 None => stored == first,
-                Some(_) => joined(request, name).as_ref() == Some(stored),
+                Some(_) => joined(request, name, HeaderValue::clone).as_ref() == Some(stored),
             },
             _ => false,
         }

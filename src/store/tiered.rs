@@ -100,9 +100,13 @@ impl<R: Store> Store for TieredStore<R> {
             .and_then(Result::ok)
             .flatten();
         let local = self.local.clone();
+        // The local copy is compacted first: an entry read from the remote
+        // store may be slices of the buffer it was read into, which the
+        // local tier would otherwise keep whole for as long as it keeps
+        // the entry.
         let keep = move |found: Option<Arc<Entry>>| match found {
             Some(entry) => {
-                let _ = local.put(key, entry.clone()).now_or_later();
+                let _ = local.put(key, Arc::new(entry.compacted())).now_or_later();
                 Some(entry)
             }
             None => local_stale,
