@@ -4,10 +4,10 @@
 //! style eviction and a byte weighter. It was chosen over `moka` because its
 //! synchronous `get` is a short critical section with no background
 //! maintenance threads or async bookkeeping, which keeps a hit a plain
-//! function call; `benches/store_choice.rs` measures both side by side (see
-//! BENCHMARKS.md). Per-entry TTL, which quick_cache lacks, is not needed from
-//! the cache crate: every entry carries its own freshness and the layer
-//! decides what an expired entry may still be used for.
+//! function call; `benchmarks/benches/store_choice.rs` measures both side by
+//! side (see BENCHMARKS.md). Per-entry TTL, which quick_cache lacks, is not
+//! needed from the cache crate: every entry carries its own freshness and
+//! the layer decides what an expired entry may still be used for.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,7 +8,7 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Samples per case (override with `BENCH_SAMPLES`).
@@ -166,9 +166,16 @@ pub fn print_table(title: &str, rows: &[Row]) {
 }
 
 /// Writes `[{"name", "median_ns", "ratio_to_baseline"}]` to
-/// `<crate>/target/bench/<file>` and returns the path.
+/// `<repository>/target/bench/<file>` and returns the path.
+///
+/// The repository's root, not this package's: the reports sit next to
+/// `loadgen.json` (written by the root package's example), whatever
+/// `CARGO_TARGET_DIR` is. This package is the `benchmarks/` directory of
+/// that root.
 pub fn write_json(file: &str, rows: &[Row]) -> std::io::Result<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the benchmarks package lives in a directory of the repository")
         .join("target")
         .join("bench");
     std::fs::create_dir_all(&dir)?;

@@ -3,17 +3,18 @@
 //! of an `Arc<Entry>`, and an insert into a byte-bounded cache.
 //!
 //! Both caches are configured as a byte-bounded response store would be:
-//! quick_cache with a weighter (as in `src/store/memory.rs`), moka with a
-//! weigher and `max_capacity` in bytes; each with its default hasher. The
-//! values are real `tagcache::Entry`s with a 1 KiB body.
+//! quick_cache with a weighter (as in tagcache's `src/store/memory.rs`),
+//! moka with a weigher and `max_capacity` in bytes; each with its default
+//! hasher. The values are real `tagcache::Entry`s with a 1 KiB body.
 //!
 //! - `get-hit`: 10 000 entries held, keys looked up in a shuffled order;
 //! - `insert`: new keys into a 16 MiB cache that is full, so every insert
 //!   also evicts.
 //!
 //! Each on 1 thread and on 8 threads (wall time / total operations). Cases
-//! of one group are sampled in turn. Run: `cargo bench --bench store_choice`;
-//! results on stdout and in `target/bench/store_choice.json`.
+//! of one group are sampled in turn. Run in `benchmarks/`: `cargo bench
+//! --bench store_choice`; results on stdout and in the repository's
+//! `target/bench/store_choice.json`.
 
 mod common;
 

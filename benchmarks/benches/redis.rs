@@ -25,8 +25,9 @@
 //!
 //! Needs `redis-server` on `PATH` (started here on a free loopback port,
 //! persistence off, stopped at the end) or `REDIS_URL` pointing at a server
-//! to use instead. Run: `cargo bench --features redis --bench redis`;
-//! results on stdout and in `target/bench/redis.json`.
+//! to use instead. Run in `benchmarks/`: `cargo bench --features redis
+//! --bench redis`; results on stdout and in the repository's
+//! `target/bench/redis.json`.
 
 mod common;
 

@@ -26,10 +26,11 @@
 //! instead of skewing one. Allocations per request are counted outside the
 //! timed batches.
 //!
-//! Run: `cargo bench --bench compare` (filters: `-- memory-hit/1KiB
-//! tower-http-cache` runs the cases whose name contains either). Results: a
-//! Markdown table on stdout and `target/bench/compare.json`. See also
-//! `COMPARE_PROFILE` below, for profilers.
+//! Run in `benchmarks/`: `cargo bench --bench compare` (filters: `--
+//! memory-hit/1KiB tower-http-cache` runs the cases whose name contains
+//! either). Results: a Markdown table on stdout and the repository's
+//! `target/bench/compare.json`. See also `COMPARE_PROFILE` below, for
+//! profilers.
 
 mod common;
 
