@@ -30,7 +30,10 @@ pin_project! {
     enum Kind<B> {
         Full { data: Option<Bytes> },
         Passthrough { #[pin] body: B },
-        Recording { #[pin] body: B, recorder: Option<Recorder> },
+        // Boxed: a hit's response moves through several futures by value,
+        // and the recorder (with the entry it is completing) would make
+        // every one of them larger.
+        Recording { #[pin] body: B, recorder: Option<Box<Recorder>> },
     }
 }
 
@@ -66,7 +69,7 @@ impl<B: Body<Data = Bytes>> CacheBody<B> {
         CacheBody {
             kind: Kind::Recording {
                 body,
-                recorder: Some(recorder),
+                recorder: Some(Box::new(recorder)),
             },
         }
     }

@@ -31,12 +31,14 @@ pub(crate) enum Step {
 
 impl CacheRoute {
     /// Starts looking the request up under its primary hash.
+    #[inline]
     pub(crate) fn lookup(&self, primary: KeyHash, selector: &Selector<'_>) -> Step {
         self.ask(primary, true, selector)
     }
 
     /// Takes in what the store answered for `hash`, following a variant
     /// index found under the primary hash.
+    #[inline]
     pub(crate) fn found(
         &self,
         hash: KeyHash,
@@ -78,6 +80,7 @@ impl CacheRoute {
         }
     }
 
+    #[inline]
     fn ask(&self, hash: KeyHash, primary: bool, selector: &Selector<'_>) -> Step {
         match self.cache.store().get(hash).now_or_later() {
             Ok(result) => self.found(hash, primary, result, selector),

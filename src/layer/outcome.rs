@@ -49,6 +49,7 @@ pub(crate) enum Storing {
 
 impl Outcome<'_> {
     /// Counts the outcome and returns its `Cache-Status` value.
+    #[inline]
     pub(crate) fn report(self, route: &CacheRoute) -> HeaderValue {
         let metrics = &route.metrics;
         let name = route.cache.name();

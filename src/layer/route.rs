@@ -50,21 +50,28 @@ impl CacheRoute {
     /// The route's key for the request: the key function's, or the path and
     /// the query as the route reads it (borrowed when the query is already
     /// in normal form, so a hit on the default key allocates nothing).
+    #[inline]
     pub(crate) fn key_of<'a>(&self, parts: &'a Parts) -> Option<Cow<'a, str>> {
         if let Some(key_of) = &self.options.key {
             return key_of(parts).map(Cow::Owned);
         }
         let path = parts.uri.path();
-        let Some(target) = parts.uri.path_and_query() else {
+        let (Some(target), Some(query)) = (parts.uri.path_and_query(), parts.uri.query()) else {
             return Some(Cow::Borrowed(path));
         };
-        Some(match &self.options.query {
-            QueryKey::Normalized => query::normalize_target(target.as_str()),
-            QueryKey::Only(names) => match query::only(target.query().unwrap_or_default(), names) {
-                only if only.is_empty() => Cow::Borrowed(path),
-                only => Cow::Owned(format!("{path}?{only}")),
+        let query = match &self.options.query {
+            QueryKey::Normalized => match query::normalize(query) {
+                Cow::Borrowed(normal) if !normal.is_empty() => {
+                    return Some(Cow::Borrowed(target.as_str()))
+                }
+                normalized => normalized,
             },
-            QueryKey::Ignored => Cow::Borrowed(path),
+            QueryKey::Only(names) => Cow::Owned(query::only(query, names)),
+            QueryKey::Ignored => Cow::Borrowed(""),
+        };
+        Some(match query.is_empty() {
+            true => Cow::Borrowed(path),
+            false => Cow::Owned(format!("{path}?{query}")),
         })
     }
 
@@ -72,8 +79,11 @@ impl CacheRoute {
     /// values of the headers the route always selects on. Responses that
     /// vary on nothing else are stored under it; for the others it holds a
     /// variant index (see [`Entry::variant_index`]).
+    #[inline]
     pub(crate) fn hash(&self, key: &str, identity: Option<&str>, headers: &HeaderMap) -> KeyHash {
-        self.hasher(key, identity, headers).finish()
+        let mut hasher = KeyHasher::default();
+        self.feed_key(&mut hasher, key, identity, headers);
+        hasher.finish()
     }
 
     /// The hash of the variant selected by `headers` among the key's
@@ -85,7 +95,8 @@ impl CacheRoute {
         headers: &HeaderMap,
         names: &[HeaderName],
     ) -> KeyHash {
-        let mut hasher = self.hasher(key, identity, headers);
+        let mut hasher = KeyHasher::default();
+        self.feed_key(&mut hasher, key, identity, headers);
         // A marker keeps a variant's hash apart from every primary hash.
         hasher.absent();
         for name in names {
@@ -94,20 +105,27 @@ impl CacheRoute {
         hasher.finish()
     }
 
-    fn hasher(&self, key: &str, identity: Option<&str>, headers: &HeaderMap) -> KeyHasher {
-        let mut hasher = KeyHasher::default();
+    /// Feeds what the primary hash is made of. (The hasher is filled in
+    /// place: it carries a stack buffer too large to move around.)
+    fn feed_key(
+        &self,
+        hasher: &mut KeyHasher,
+        key: &str,
+        identity: Option<&str>,
+        headers: &HeaderMap,
+    ) {
         hasher.part(self.name.as_bytes()).part(key.as_bytes());
         match identity {
             Some(identity) => hasher.part(identity.as_bytes()),
             None => hasher.absent(),
         };
         for name in &self.selecting {
-            hash_header(&mut hasher, headers, name);
+            hash_header(hasher, headers, name);
         }
-        hasher
     }
 
     /// The request's variant hash if `found` is this key's variant index.
+    #[inline]
     pub(crate) fn follow_index(&self, found: &Entry, selector: &Selector<'_>) -> Option<KeyHash> {
         let names = found.variants.as_deref()?;
         selector
@@ -116,6 +134,7 @@ impl CacheRoute {
     }
 
     /// What `found` can do for the request `selector` describes, at `now`.
+    #[inline]
     pub(crate) fn judge(
         &self,
         found: Option<Arc<Entry>>,

@@ -12,6 +12,7 @@ use super::cache_status::BypassReason;
 /// request with credentials only on a route whose key names the identity
 /// (`per_user`), since a shared entry must never answer for a credential it
 /// did not see.
+#[inline]
 pub fn bypass_reason(method: &Method, headers: &HeaderMap, per_user: bool) -> Option<BypassReason> {
     if method != Method::GET && method != Method::HEAD {
         return Some(BypassReason::Method);

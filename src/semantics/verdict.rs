@@ -71,6 +71,7 @@ pub(crate) struct Selector<'a> {
 
 impl Selector<'_> {
     /// Whether `entry` is for this key: same route, key and identity.
+    #[inline]
     pub(crate) fn same_key(&self, entry: &Entry) -> bool {
         *entry.route == *self.route
             && &*entry.key == self.key
@@ -80,6 +81,7 @@ impl Selector<'_> {
     /// Whether `entry` is a response stored for this request: same route,
     /// key and identity, and the request presents the header values it was
     /// selected by. (A variant index is no response.)
+    #[inline]
     pub(crate) fn selects(&self, entry: &Entry) -> Result<(), MissKind> {
         if entry.variants.is_some() || !self.same_key(entry) {
             return Err(MissKind::Absent);
@@ -93,6 +95,7 @@ impl Selector<'_> {
 
 /// Judges a selected entry at `now` (µs): fresh, stale within a window, or
 /// a miss, given what the tag stamps say of it.
+#[inline]
 pub(crate) fn judge(
     entry: Arc<Entry>,
     validity: Validity,
