@@ -247,6 +247,30 @@ impl Entry {
     }
 }
 
+#[cfg(test)]
+impl Entry {
+    /// An empty 200 response for route `r`, key `k`, filled at stamp 1 and
+    /// fresh for a minute: unit tests change what they look at.
+    pub(crate) fn for_test() -> Entry {
+        Entry {
+            route: "r".into(),
+            key: "k".into(),
+            identity: None,
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            tags: Box::new([]),
+            vary: Box::new([]),
+            variants: None,
+            fill_stamp: Stamp(1),
+            stored_at_micros: 0,
+            ttl: Duration::from_secs(60),
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+        }
+    }
+}
+
 /// What the allocator keeps per allocation besides the bytes asked for
 /// (glibc: an 8-byte header, 16-byte granules; other allocators are alike).
 const ALLOCATION_OVERHEAD: usize = 16;
@@ -315,20 +339,10 @@ mod tests {
         let value = HeaderValue::from_maybe_shared(buffer.slice(10..20)).unwrap();
         headers.insert("x-slice", value.clone());
         let entry = Entry {
-            route: "r".into(),
-            key: "k".into(),
-            identity: None,
-            status: StatusCode::OK,
             headers,
             body: buffer.slice(100..200),
-            tags: Box::new([]),
             vary: vec![(HeaderName::from_static("x-slice"), Some(value))].into_boxed_slice(),
-            variants: None,
-            fill_stamp: Stamp(1),
-            stored_at_micros: 1,
-            ttl: Duration::from_secs(1),
-            stale_while_revalidate: Duration::ZERO,
-            stale_if_error: Duration::ZERO,
+            ..Entry::for_test()
         };
         let compact = entry.compacted();
         let within = |ptr: *const u8| buffer.as_ptr_range().contains(&ptr);

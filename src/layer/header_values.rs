@@ -71,25 +71,13 @@ pub(crate) fn hit_status(name: &str, entry: &Entry, now: u64) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderMap;
 
     #[test]
     fn hit_status_values_are_shared_only_between_equal_names_and_ttls() {
         let entry = |ttl: u64| Entry {
-            route: "r".into(),
-            key: "k".into(),
-            identity: None,
-            status: http::StatusCode::OK,
-            headers: HeaderMap::new(),
-            body: bytes::Bytes::new(),
-            tags: Box::new([]),
-            vary: Box::new([]),
-            variants: None,
             fill_stamp: crate::Stamp(0),
-            stored_at_micros: 0,
             ttl: std::time::Duration::from_secs(ttl),
-            stale_while_revalidate: std::time::Duration::ZERO,
-            stale_if_error: std::time::Duration::ZERO,
+            ..Entry::for_test()
         };
         assert_eq!(hit_status("a", &entry(5), 0), "a; hit; ttl=5");
         assert_eq!(hit_status("a", &entry(5), 0), "a; hit; ttl=5");

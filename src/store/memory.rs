@@ -188,7 +188,6 @@ impl Store for MemoryStore {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use http::{HeaderMap, StatusCode};
 
     /// The memory store answers synchronously.
     fn ready<T>(future: StoreFuture<T>) -> T {
@@ -200,20 +199,8 @@ mod tests {
 
     fn entry(body: usize) -> Arc<Entry> {
         Arc::new(Entry {
-            route: "r".into(),
-            key: "k".into(),
-            identity: None,
-            status: StatusCode::OK,
-            headers: HeaderMap::new(),
             body: Bytes::from(vec![0; body]),
-            tags: Box::new([]),
-            vary: Box::new([]),
-            variants: None,
-            fill_stamp: Stamp(1),
-            stored_at_micros: 0,
-            ttl: Duration::from_secs(60),
-            stale_while_revalidate: Duration::ZERO,
-            stale_if_error: Duration::ZERO,
+            ..Entry::for_test()
         })
     }
 

@@ -133,26 +133,14 @@ impl Recent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stamp::Stamp;
     use bytes::Bytes;
-    use http::{HeaderMap, StatusCode};
 
     fn entry(body: &'static str) -> Arc<Entry> {
         Arc::new(Entry {
-            route: "r".into(),
-            key: "k".into(),
-            identity: None,
-            status: StatusCode::OK,
-            headers: HeaderMap::new(),
             body: Bytes::from_static(body.as_bytes()),
-            tags: Box::new([]),
-            vary: Box::new([]),
-            variants: None,
-            fill_stamp: Stamp(1),
             stored_at_micros: 1,
             ttl: Duration::from_secs(1),
-            stale_while_revalidate: Duration::ZERO,
-            stale_if_error: Duration::ZERO,
+            ..Entry::for_test()
         })
     }
 

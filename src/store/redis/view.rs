@@ -320,20 +320,11 @@ mod tests {
     fn unsynced_view_treats_entries_as_invalid() {
         let view = View::new(Duration::from_secs(60), 1000);
         let entry = Entry {
-            route: "r".into(),
-            key: "k".into(),
-            identity: None,
-            status: http::StatusCode::OK,
-            headers: http::HeaderMap::new(),
-            body: bytes::Bytes::new(),
             tags: vec!["t".into()].into_boxed_slice(),
-            vary: Box::new([]),
-            variants: None,
             fill_stamp: Stamp(now_micros()),
             stored_at_micros: now_micros(),
             ttl: Duration::from_secs(1),
-            stale_while_revalidate: Duration::ZERO,
-            stale_if_error: Duration::ZERO,
+            ..Entry::for_test()
         };
         assert_eq!(view.validity(&entry), Validity::Invalid);
         view.synced.store(true, Ordering::Release);
