@@ -315,6 +315,36 @@ mod tests {
         );
     }
 
+    /// An entry filled at exactly its tag's invalidation stamp is invalid
+    /// (`s0 < s` is the rule, not `s0 <= s`). The clock never hands out one
+    /// stamp twice, so only a test with chosen stamps can hold this line,
+    /// through the fast path (the newest stamp of any tag) and through the
+    /// per-tag check (when another tag's stamp is newer).
+    #[test]
+    fn a_fill_at_the_invalidation_stamp_is_invalid() {
+        let board = board();
+        board.apply(&["t"], Stamp(100), InvalidationMode::Hard);
+        assert_eq!(board.validity(&["t"], Stamp(100)), Validity::Invalid);
+        assert_eq!(board.validity(&["t"], Stamp(101)), Validity::Valid);
+        board.apply(&["other"], Stamp(200), InvalidationMode::Hard);
+        assert_eq!(board.validity(&["t"], Stamp(100)), Validity::Invalid);
+        assert_eq!(board.validity(&["t"], Stamp(150)), Validity::Valid);
+        assert_eq!(board.validity(&["other"], Stamp(200)), Validity::Invalid);
+
+        let soft = TagBoard::new(Duration::from_secs(3600), 1000);
+        soft.apply(&["t"], Stamp(100), InvalidationMode::Soft);
+        assert_eq!(
+            soft.validity(&["t"], Stamp(100)),
+            Validity::SoftInvalidated { at_micros: 100 }
+        );
+        assert_eq!(soft.validity(&["t"], Stamp(101)), Validity::Valid);
+        soft.apply(&["other"], Stamp(200), InvalidationMode::Soft);
+        assert_eq!(
+            soft.validity(&["t"], Stamp(100)),
+            Validity::SoftInvalidated { at_micros: 100 }
+        );
+    }
+
     #[test]
     fn soft_invalidation_marks_stale_and_hard_wins() {
         let clock = Clock::new();
