@@ -5,7 +5,6 @@
 
 #[path = "../examples/classroom/app.rs"]
 mod app;
-#[path = "support/classroom.rs"]
 mod support;
 
 use std::io::{BufRead, BufReader};
@@ -16,10 +15,23 @@ use std::time::Duration;
 
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::{Reply, Server};
+use support::classroom::{prometheus, Reply, Server};
+use tagcache::Cache;
+
+use app::{router, AppConfig};
 
 const NO_DELAY: Duration = Duration::ZERO;
 const SHORT_DELAY: Duration = Duration::from_millis(20);
+
+/// Starts a fresh app (fresh data, fresh cache) on 127.0.0.1:0.
+async fn start(origin_delay: Duration) -> Server {
+    Server::serve(router(AppConfig {
+        origin_delay,
+        cache: Cache::default(),
+        metrics: Some(prometheus()),
+    }))
+    .await
+}
 
 fn titles(list: &Value) -> Vec<String> {
     list["sessions"]
@@ -50,7 +62,7 @@ fn assert_not_hit(reply: &Reply, what: &str) {
 
 #[tokio::test]
 async fn session_list_misses_then_hits_and_a_new_session_invalidates_it() {
-    let server = Server::start(SHORT_DELAY).await;
+    let server = start(SHORT_DELAY).await;
     let path = "/api/teachers/1/sessions";
 
     let first = server.get(path).await;
@@ -107,7 +119,7 @@ async fn session_list_misses_then_hits_and_a_new_session_invalidates_it() {
 
 #[tokio::test]
 async fn session_detail_is_tagged_from_its_data() {
-    let server = Server::start(SHORT_DELAY).await;
+    let server = start(SHORT_DELAY).await;
 
     // Session 3 belongs to teacher 1, session 6 to teacher 2.
     let before = server.get("/api/sessions/3").await;
@@ -211,7 +223,7 @@ async fn session_detail_is_tagged_from_its_data() {
 
 #[tokio::test]
 async fn my_sessions_are_cached_per_teacher_and_never_cross_identities() {
-    let server = Server::start(SHORT_DELAY).await;
+    let server = start(SHORT_DELAY).await;
     let path = "/api/me/sessions";
 
     // Anonymous first: a 401 that must not be stored for anyone.
@@ -285,7 +297,7 @@ async fn my_sessions_are_cached_per_teacher_and_never_cross_identities() {
 
 #[tokio::test]
 async fn admin_dashboard_answers_by_role_and_never_mixes_them() {
-    let server = Server::start(SHORT_DELAY).await;
+    let server = start(SHORT_DELAY).await;
     let path = "/api/dashboard/admin";
 
     // Refusals first, so a stored refusal would show up for the admin.
@@ -361,7 +373,7 @@ async fn bad_input_gets_a_json_4xx_and_is_never_cached() {
     const LIST: &str = "/api/teachers/1/sessions";
     const ONE: &str = "/api/sessions/1";
 
-    let server = Server::start(NO_DELAY).await;
+    let server = start(NO_DELAY).await;
     let long_query = format!("{LIST}?status={}", "a".repeat(10 * 1024));
     let long_path = format!("/api/sessions/{}", "9".repeat(10 * 1024));
     let long_title = format!(r#"{{"title": "{}"}}"#, "x".repeat(201));
@@ -475,7 +487,7 @@ async fn bad_input_gets_a_json_4xx_and_is_never_cached() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_herd_makes_one_origin_call() {
-    let server = Server::start(SHORT_DELAY).await;
+    let server = start(SHORT_DELAY).await;
     let before = server.origin_calls("admin-dashboard").await;
 
     let mut herd = tokio::task::JoinSet::new();
@@ -497,7 +509,7 @@ async fn a_cold_herd_makes_one_origin_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_read_overtaken_by_a_write_is_not_served_afterwards() {
-    let server = std::sync::Arc::new(Server::start(Duration::from_millis(300)).await);
+    let server = std::sync::Arc::new(start(Duration::from_millis(300)).await);
     let path = "/api/sessions/7";
     let before = server.origin_calls("session-detail").await;
 
@@ -645,17 +657,13 @@ async fn the_example_binary_serves_and_exports_metrics() {
     );
 }
 
-#[cfg(feature = "redis")]
-#[path = "support/redis_server.rs"]
-mod redis_server;
-
 /// With `--redis`, entries live in Redis: a restarted example process
 /// answers from them without calling its handlers, and invalidation still
 /// works across the restart.
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn the_example_over_redis_keeps_entries_across_restarts() {
-    let Some(redis) = redis_server::RedisServer::start() else {
+    let Some(redis) = support::redis_server::RedisServer::start() else {
         return;
     };
     let url = redis.url();

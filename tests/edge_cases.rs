@@ -1,9 +1,7 @@
 //! Memory-only edge cases that need a special store, a real HTTP server or
 //! tokio's paused clock (virtual time: deterministic, never wall time).
 
-#[allow(dead_code)]
-#[path = "suites/harness.rs"]
-mod harness;
+mod support;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -15,7 +13,7 @@ use axum::http::{header, Request, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
-use harness::{get_reply, Counter, Gate};
+use support::harness::{self, get_reply, Counter, Gate};
 use tagcache::stamp::{now_micros, Clock, TagBoard};
 use tagcache::{Cache, Entry, InvalidationMode, KeyHash, Stamp, Store, StoreFuture, Tag, Validity};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

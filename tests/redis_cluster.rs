@@ -6,8 +6,7 @@
 #[macro_use]
 #[allow(unused_macros)]
 mod suites;
-#[path = "support/redis_server.rs"]
-mod redis_server;
+mod support;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,8 +16,8 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tagcache::{Cache, RedisStore};
 
-use redis_server::{RedisCluster, Reply};
-use suites::harness::{eventually, get_reply, items_app, wait_for_hit, Counter};
+use support::harness::{eventually, get_reply, items_app, wait_for_hit, Counter};
+use support::redis_server::{RedisCluster, Reply};
 
 async fn cluster_store(urls: Vec<String>, ns: &str) -> RedisStore {
     let store = RedisStore::builder(urls)

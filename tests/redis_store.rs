@@ -5,8 +5,7 @@
 #[macro_use]
 #[allow(unused_macros)]
 mod suites;
-#[path = "support/redis_server.rs"]
-mod redis_server;
+mod support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,8 +17,8 @@ use http::StatusCode;
 use tagcache::store::redis::codec;
 use tagcache::{Cache, RedisStore};
 
-use redis_server::{RedisServer, Reply};
-use suites::harness::{eventually, get_reply, items_app, wait_for_hit, Counter};
+use support::harness::{eventually, get_reply, items_app, wait_for_hit, Counter};
+use support::redis_server::{RedisServer, Reply};
 
 /// Generous timeouts where a test is not about timeouts: a loaded CI box
 /// must not turn hits into store errors.

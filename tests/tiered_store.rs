@@ -4,8 +4,7 @@
 #[macro_use]
 #[allow(unused_macros)]
 mod suites;
-#[path = "support/redis_server.rs"]
-mod redis_server;
+mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -14,8 +13,8 @@ use axum::routing::get;
 use axum::Router;
 use tagcache::{Cache, MemoryStore, RedisStore, TieredStore};
 
-use redis_server::RedisServer;
-use suites::harness::{eventually, get_reply, Counter};
+use support::harness::{eventually, get_reply, Counter};
+use support::redis_server::RedisServer;
 
 async fn tiered(url: &str, ns: &str) -> Cache {
     let remote = RedisStore::builder(url)

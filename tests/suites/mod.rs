@@ -11,7 +11,6 @@
 //! other runner (the cluster test runs them in sequence on one cluster).
 #![allow(dead_code)]
 
-pub mod harness;
 pub mod races;
 pub mod semantics;
 pub mod stress;

@@ -18,8 +18,8 @@ use http_body_util::{BodyExt, Full};
 use tagcache::{Cache, CacheLayer};
 use tower::{Layer, ServiceExt};
 
-use super::harness::*;
 use super::MakeCache;
+use crate::support::harness::*;
 
 /// Data the origin reads at the start of each call, like a database row.
 #[derive(Clone, Default)]
@@ -227,7 +227,7 @@ pub async fn body_streaming_during_invalidation_is_not_served(make: &dyn MakeCac
     );
     let response = app
         .clone()
-        .oneshot(super::harness::get("/r"))
+        .oneshot(crate::support::harness::get("/r"))
         .await
         .unwrap();
     let mut body = response.into_body();

@@ -11,8 +11,8 @@ use axum::Router;
 use bytes::Bytes;
 use tagcache::{Cache, Tags};
 
-use super::harness::*;
 use super::MakeCache;
+use crate::support::harness::*;
 
 /// A route whose handler counts calls and answers `body` with `headers`.
 fn counted(

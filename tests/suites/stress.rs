@@ -12,8 +12,8 @@ use axum::Router;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::harness::*;
 use super::MakeCache;
+use crate::support::harness::*;
 
 const TAGS: usize = 6;
 const KEYS: usize = 12;

@@ -1,9 +1,8 @@
-//! Test helpers for the classroom example: start its router on a loopback
+//! Test helpers for the classroom example: serve its router on a loopback
 //! port, talk to it over real HTTP, and read `/stats`.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -14,11 +13,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::Value;
-use tagcache::Cache;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-
-use crate::app::{router, AppConfig};
 
 /// The global metrics recorder, installed once for the whole test binary
 /// (every app in it shares the process-wide recorder).
@@ -100,13 +96,8 @@ impl Reply {
 }
 
 impl Server {
-    /// Starts a fresh app (fresh data, fresh cache) on 127.0.0.1:0.
-    pub async fn start(origin_delay: Duration) -> Server {
-        let app = router(AppConfig {
-            origin_delay,
-            cache: Cache::default(),
-            metrics: Some(prometheus()),
-        });
+    /// Serves `app` on 127.0.0.1:0 until dropped.
+    pub async fn serve(app: axum::Router) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");

@@ -8,7 +8,6 @@
 //!
 //! Talking to the servers uses a tiny blocking RESP client over std, so this
 //! module needs nothing but the standard library.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::fs;

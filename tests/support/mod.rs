@@ -1,0 +1,15 @@
+//! Helpers shared by the test binaries. Each binary declares `mod support;`
+//! (and `#[macro_use] mod suites;` where the store-agnostic cases run):
+//!
+//! * [`harness`]: drive a router in-process: requests, replies, gates,
+//!   counters.
+//! * [`classroom`]: serve a router on a loopback port and talk to it over
+//!   real HTTP, as the classroom example tests do.
+//! * [`redis_server`]: real `redis-server` processes and a Redis Cluster.
+//!
+//! No binary uses every helper, hence the `allow`.
+#![allow(dead_code)]
+
+pub mod classroom;
+pub mod harness;
+pub mod redis_server;
