@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::classroom::{prometheus, Reply, Server};
+use support::classroom::prometheus;
+use support::harness::Reply;
+use support::http::Server;
 use tagcache::Cache;
 
 use app::{router, AppConfig};

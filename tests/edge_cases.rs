@@ -13,10 +13,10 @@ use axum::http::{header, Request, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
-use support::harness::{self, get_reply, Counter, Gate};
+use support::harness::{self, get_reply, Counter, Gate, Reply};
+use support::http::Server;
 use tagcache::stamp::{now_micros, Clock, TagBoard};
 use tagcache::{Cache, Entry, InvalidationMode, KeyHash, Stamp, Store, StoreFuture, Tag, Validity};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
 /// A store whose invalidation clock runs `ahead` of this machine (like a
@@ -122,13 +122,13 @@ async fn soft_invalidation_is_never_a_fresh_hit_even_with_a_clock_ahead() {
     assert_eq!(after.text(), "call2", "{}", after.cache_status());
 }
 
-async fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    stream.read_to_end(&mut out).await.unwrap();
-    String::from_utf8_lossy(&out).into_owned()
+/// `GET path` over real HTTP on a connection of its own.
+async fn get_over_http(server: &Server, path: &str) -> Reply {
+    let request = hyper::Request::get(format!("http://{}{path}", server.addr))
+        .header(header::CONNECTION, "close")
+        .body(Default::default())
+        .unwrap();
+    server.send_request(request).await
 }
 
 /// hyper stops polling a body once its Content-Length is written, without
@@ -154,24 +154,21 @@ async fn streamed_body_with_length_is_stored_over_real_http() {
         })
         .route_layer(cache.layer("r")),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let first = raw_get(addr, "/r").await;
-    assert!(first.contains("hello1"), "{first}");
+    let server = Server::serve(app).await;
+    let first = get_over_http(&server, "/r").await;
+    assert!(first.text().contains("hello1"), "{first:?}");
     let cache2 = cache.clone();
     harness::eventually("the streamed response is stored", 200, || {
         let cache = cache2.clone();
         async move { cache.stats().route("r").not_stored == 0 && calls_stored(&cache) }
     })
     .await;
-    let second = raw_get(addr, "/r").await;
+    let second = get_over_http(&server, "/r").await;
     assert!(
-        second.contains("hello1") && second.contains("; hit"),
-        "{second}"
+        second.text().contains("hello1") && second.cache_status().contains("; hit"),
+        "{second:?}"
     );
     assert_eq!(calls.get(), 1);
-    server.abort();
 }
 
 fn calls_stored(cache: &Cache) -> bool {

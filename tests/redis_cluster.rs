@@ -17,7 +17,7 @@ use futures_util::FutureExt;
 use tagcache::{Cache, RedisStore};
 
 use support::harness::{eventually, get_reply, items_app, wait_for_hit, Counter};
-use support::redis_server::{RedisCluster, Reply};
+use support::redis_server::{RedisCluster, Resp};
 
 async fn cluster_store(urls: Vec<String>, ns: &str) -> RedisStore {
     let store = RedisStore::builder(urls)
@@ -138,7 +138,7 @@ async fn fill_stamps_come_from_one_clock() {
     }
     // Losing the clock key does not send stamps backwards.
     let owner = cluster.owner_of("{clk}:clock");
-    assert_eq!(owner.cmd_str(&["DEL", "{clk}:clock"]), Reply::Int(1));
+    assert_eq!(owner.cmd_str(&["DEL", "{clk}:clock"]), Resp::Int(1));
     assert!(store.fill_stamp().await.unwrap() > last);
 }
 

@@ -18,7 +18,7 @@ use tagcache::store::redis::codec;
 use tagcache::{Cache, RedisStore};
 
 use support::harness::{eventually, get_reply, items_app, wait_for_hit, Counter};
-use support::redis_server::{RedisServer, Reply};
+use support::redis_server::{RedisServer, Resp};
 
 /// Generous timeouts where a test is not about timeouts: a loaded CI box
 /// must not turn hits into store errors.
@@ -44,7 +44,7 @@ fn only_entry_key(server: &RedisServer, ns: &str) -> Vec<u8> {
 
 fn raw_value(server: &RedisServer, key: &[u8]) -> Vec<u8> {
     match server.cmd(&[b"GET", key]) {
-        Reply::Bulk(raw) => raw,
+        Resp::Bulk(raw) => raw,
         other => panic!("GET answered {other:?}"),
     }
 }
@@ -89,10 +89,7 @@ async fn undecodable_values_are_misses_and_get_overwritten() {
         })
         .await;
         let corrupt_before = store.corrupt_entries();
-        assert_eq!(
-            server.cmd(&[b"SET", &key, &raw]),
-            Reply::Simple("OK".into())
-        );
+        assert_eq!(server.cmd(&[b"SET", &key, &raw]), Resp::Simple("OK".into()));
         let reply = get_reply(&app, "/items/1").await;
         assert_eq!(reply.status, StatusCode::OK, "{what}");
         assert_eq!(reply.text(), "item 1", "{what}");
@@ -121,7 +118,7 @@ async fn wrong_type_at_entry_key_is_a_store_error_then_overwritten() {
     wait_for_hit(&app, "/items/1").await;
     let key = only_entry_key(&server, "wrongtype");
     server.cmd(&[b"DEL", &key]);
-    assert_eq!(server.cmd(&[b"HSET", &key, b"f", b"v"]), Reply::Int(1));
+    assert_eq!(server.cmd(&[b"HSET", &key, b"f", b"v"]), Resp::Int(1));
     let reply = get_reply(&app, "/items/1").await;
     assert_eq!(reply.text(), "item 1");
     assert!(

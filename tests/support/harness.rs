@@ -10,10 +10,11 @@ use axum::Router;
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
+use serde_json::Value;
 use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 
-/// A response, fully read.
+/// A response, fully read: from a router in-process or over real HTTP.
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: StatusCode,
@@ -22,6 +23,7 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The `Cache-Status` header, or "" when absent.
     pub fn cache_status(&self) -> &str {
         self.headers
             .get("cache-status")
@@ -29,8 +31,35 @@ impl Reply {
             .unwrap_or("")
     }
 
+    /// The body as text (lossy).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON; panics with the body text if it is not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}), status {}: {:?}",
+                self.status,
+                self.text()
+            )
+        })
+    }
+
+    /// Asserts a 4xx JSON error answer and returns its message.
+    pub fn error_message(&self) -> String {
+        assert!(
+            self.status.is_client_error(),
+            "expected a 4xx, got {} with body {:?}",
+            self.status,
+            self.text()
+        );
+        let json = self.json();
+        match json.get("error") {
+            Some(Value::String(message)) => message.clone(),
+            _ => panic!("expected {{\"error\": \"...\"}}, got {json}"),
+        }
     }
 
     /// The `ttl=` of the Cache-Status.
@@ -44,9 +73,11 @@ impl Reply {
             .unwrap_or_else(|_| panic!("bad ttl in {status:?}"))
     }
 
-    /// A fresh hit (not a stale answer).
+    /// A fresh hit: answered from the cache with nothing forwarded (a stale
+    /// answer carries `fwd=stale`).
     pub fn is_hit(&self) -> bool {
-        self.cache_status().contains("; hit") && !self.cache_status().contains("fwd=stale")
+        let status = self.cache_status();
+        status.contains("; hit") && !status.contains("fwd=")
     }
 }
 

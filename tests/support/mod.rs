@@ -3,8 +3,9 @@
 //!
 //! * [`harness`]: drive a router in-process: requests, replies, gates,
 //!   counters.
-//! * [`classroom`]: serve a router on a loopback port and talk to it over
-//!   real HTTP, as the classroom example tests do.
+//! * [`http`]: serve a router on a loopback port and talk to it over real
+//!   HTTP.
+//! * [`classroom`]: what the classroom example's tests add to that.
 //! * [`redis_server`]: real `redis-server` processes and a Redis Cluster.
 //!
 //! No binary uses every helper, hence the `allow`.
@@ -12,4 +13,5 @@
 
 pub mod classroom;
 pub mod harness;
+pub mod http;
 pub mod redis_server;

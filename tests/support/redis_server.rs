@@ -198,7 +198,7 @@ impl RedisServer {
                     self.dir.join("redis.log").display()
                 )));
             }
-            if let Ok(Reply::Simple(pong)) = command_on(self.port, &[b"PING"]) {
+            if let Ok(Resp::Simple(pong)) = command_on(self.port, &[b"PING"]) {
                 if pong == "PONG" {
                     self.child = Some(child);
                     return Ok(());
@@ -260,13 +260,13 @@ impl RedisServer {
     }
 
     /// Runs one command on a fresh connection.
-    pub fn cmd(&self, args: &[&[u8]]) -> Reply {
+    pub fn cmd(&self, args: &[&[u8]]) -> Resp {
         command_on(self.port, args)
             .unwrap_or_else(|e| panic!("redis command {:?} failed: {e}", printable(args)))
     }
 
     /// Runs one command given as strings.
-    pub fn cmd_str(&self, args: &[&str]) -> Reply {
+    pub fn cmd_str(&self, args: &[&str]) -> Resp {
         let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
         self.cmd(&args)
     }
@@ -295,10 +295,10 @@ impl RedisServer {
     /// Keys matching `pattern` (KEYS: test servers only).
     pub fn keys(&self, pattern: &str) -> Vec<Vec<u8>> {
         match self.cmd_str(&["KEYS", pattern]) {
-            Reply::Array(items) => items
+            Resp::Array(items) => items
                 .into_iter()
                 .filter_map(|r| match r {
-                    Reply::Bulk(b) => Some(b),
+                    Resp::Bulk(b) => Some(b),
                     _ => None,
                 })
                 .collect(),
@@ -308,7 +308,7 @@ impl RedisServer {
 
     pub fn int(&self, args: &[&str]) -> i64 {
         match self.cmd_str(args) {
-            Reply::Int(n) => n,
+            Resp::Int(n) => n,
             other => panic!("{args:?} answered {other:?}"),
         }
     }
@@ -409,20 +409,20 @@ impl RedisCluster {
     /// The node that owns `key`'s slot.
     pub fn owner_of(&self, key: &str) -> &RedisServer {
         let slot = self.nodes[0].int(&["CLUSTER", "KEYSLOT", key]);
-        let Reply::Array(ranges) = self.nodes[0].cmd_str(&["CLUSTER", "SLOTS"]) else {
+        let Resp::Array(ranges) = self.nodes[0].cmd_str(&["CLUSTER", "SLOTS"]) else {
             panic!("CLUSTER SLOTS answered something else");
         };
         for range in ranges {
-            let Reply::Array(fields) = range else {
+            let Resp::Array(fields) = range else {
                 continue;
             };
-            let (Some(Reply::Int(start)), Some(Reply::Int(end)), Some(Reply::Array(master))) =
+            let (Some(Resp::Int(start)), Some(Resp::Int(end)), Some(Resp::Array(master))) =
                 (fields.first(), fields.get(1), fields.get(2))
             else {
                 continue;
             };
             if (*start..=*end).contains(&slot) {
-                let Some(Reply::Int(port)) = master.get(1) else {
+                let Some(Resp::Int(port)) = master.get(1) else {
                     continue;
                 };
                 return self
@@ -436,23 +436,23 @@ impl RedisCluster {
     }
 }
 
-/// A RESP reply.
+/// A RESP value, as Redis answers a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
+pub enum Resp {
     Nil,
     Int(i64),
     Simple(String),
     Error(String),
     Bulk(Vec<u8>),
-    Array(Vec<Reply>),
+    Array(Vec<Resp>),
 }
 
-impl Reply {
+impl Resp {
     /// The reply as text (bulk or simple string); panics otherwise.
     pub fn text(&self) -> String {
         match self {
-            Reply::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
-            Reply::Simple(s) => s.clone(),
+            Resp::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+            Resp::Simple(s) => s.clone(),
             other => panic!("expected a string reply, got {other:?}"),
         }
     }
@@ -465,7 +465,7 @@ fn printable(args: &[&[u8]]) -> Vec<String> {
 }
 
 /// Sends one command to `127.0.0.1:port` on a new connection.
-pub fn command_on(port: u16, args: &[&[u8]]) -> io::Result<Reply> {
+pub fn command_on(port: u16, args: &[&[u8]]) -> io::Result<Resp> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -482,7 +482,7 @@ pub fn command_on(port: u16, args: &[&[u8]]) -> io::Result<Reply> {
     read_reply(&mut reader)
 }
 
-fn read_reply(reader: &mut impl BufRead) -> io::Result<Reply> {
+fn read_reply(reader: &mut impl BufRead) -> io::Result<Resp> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Err(io::Error::new(
@@ -497,30 +497,30 @@ fn read_reply(reader: &mut impl BufRead) -> io::Result<Reply> {
             .map_err(|_| io::Error::other(format!("bad RESP line {line:?}")))
     };
     Ok(match kind {
-        "+" => Reply::Simple(rest.to_owned()),
-        "-" => Reply::Error(rest.to_owned()),
-        ":" => Reply::Int(number()?),
+        "+" => Resp::Simple(rest.to_owned()),
+        "-" => Resp::Error(rest.to_owned()),
+        ":" => Resp::Int(number()?),
         "$" => {
             let len = number()?;
             if len < 0 {
-                Reply::Nil
+                Resp::Nil
             } else {
                 let mut buf = vec![0u8; len as usize + 2];
                 reader.read_exact(&mut buf)?;
                 buf.truncate(len as usize);
-                Reply::Bulk(buf)
+                Resp::Bulk(buf)
             }
         }
         "*" => {
             let len = number()?;
             if len < 0 {
-                Reply::Nil
+                Resp::Nil
             } else {
                 let mut items = Vec::with_capacity(len as usize);
                 for _ in 0..len {
                     items.push(read_reply(reader)?);
                 }
-                Reply::Array(items)
+                Resp::Array(items)
             }
         }
         _ => return Err(io::Error::other(format!("bad RESP line {line:?}"))),
