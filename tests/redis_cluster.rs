@@ -16,7 +16,8 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tagcache::{Cache, RedisStore};
 
-use support::harness::{eventually, get_reply, items_app, wait_for_hit, Counter};
+use support::apps::items_app;
+use support::harness::{eventually, get_reply, wait_for_hit, Counter};
 use support::redis_server::{RedisCluster, Resp};
 
 async fn cluster_store(urls: Vec<String>, ns: &str) -> RedisStore {

@@ -17,7 +17,8 @@ use http::StatusCode;
 use tagcache::store::redis::codec;
 use tagcache::{Cache, RedisStore};
 
-use support::harness::{eventually, get_reply, items_app, wait_for_hit, Counter};
+use support::apps::items_app;
+use support::harness::{eventually, get_reply, wait_for_hit, Counter};
 use support::redis_server::{RedisServer, Resp};
 
 /// Generous timeouts where a test is not about timeouts: a loaded CI box

@@ -193,30 +193,6 @@ where
     panic!("condition never held: {what}");
 }
 
-/// `/items/{id}`: tagged `item:{id}` and `items` (by the handler, as `Tags`),
-/// body `item {id}`; `origin` counts the handler's calls.
-pub fn items_app(cache: &tagcache::Cache, origin: Counter) -> Router {
-    use axum::extract::Path;
-    let handler = move |Path(id): Path<String>| {
-        let origin = origin.clone();
-        async move {
-            origin.bump();
-            (
-                tagcache::Tags::new([format!("item:{id}"), "items".to_owned()]),
-                format!("item {id}"),
-            )
-        }
-    };
-    Router::new().route(
-        "/items/{id}",
-        axum::routing::get(handler).route_layer(
-            cache
-                .layer("items")
-                .ttl(std::time::Duration::from_secs(300)),
-        ),
-    )
-}
-
 /// Waits (bounded) until `uri` is answered as a fresh hit.
 pub async fn wait_for_hit(app: &Router, uri: &str) {
     let app = app.clone();
@@ -224,6 +200,17 @@ pub async fn wait_for_hit(app: &Router, uri: &str) {
         let app = app.clone();
         let uri = uri.to_owned();
         async move { get_reply(&app, &uri).await.is_hit() }
+    })
+    .await;
+}
+
+/// Waits until exactly `n` requests are waiting on a flight: the test then
+/// knows they joined before it lets the leader go on.
+pub async fn until_waiting(cache: &tagcache::Cache, n: usize) {
+    let cache = cache.clone();
+    eventually(&format!("{n} requests waiting"), 1000, || {
+        let cache = cache.clone();
+        async move { cache.waiting_requests() == n }
     })
     .await;
 }

@@ -3,6 +3,7 @@
 //!
 //! * [`harness`]: drive a router in-process: requests, replies, gates,
 //!   counters.
+//! * [`apps`]: the routes the cases drive.
 //! * [`http`]: serve a router on a loopback port and talk to it over real
 //!   HTTP.
 //! * [`classroom`]: what the classroom example's tests add to that.
@@ -11,6 +12,7 @@
 //! No binary uses every helper, hence the `allow`.
 #![allow(dead_code)]
 
+pub mod apps;
 pub mod classroom;
 pub mod harness;
 pub mod http;
