@@ -7,16 +7,11 @@
 mod app;
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use hyper::{Method, StatusCode};
-use serde_json::{json, Value};
-use support::classroom::prometheus;
-use support::harness::Reply;
+use serde_json::json;
+use support::classroom::{assert_hit, assert_not_hit, prometheus, start_example, titles};
 use support::http::Server;
 use tagcache::Cache;
 
@@ -33,33 +28,6 @@ async fn start(origin_delay: Duration) -> Server {
         metrics: Some(prometheus()),
     }))
     .await
-}
-
-fn titles(list: &Value) -> Vec<String> {
-    list["sessions"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no sessions array in {list}"))
-        .iter()
-        .map(|s| s["title"].as_str().expect("title").to_owned())
-        .collect()
-}
-
-fn assert_hit(reply: &Reply, what: &str) {
-    assert_eq!(reply.status, StatusCode::OK, "{what}: status");
-    assert!(
-        reply.is_hit(),
-        "{what}: expected a hit, cache-status {:?}",
-        reply.cache_status()
-    );
-    assert!(reply.headers.contains_key("age"), "{what}: hits carry Age");
-}
-
-fn assert_not_hit(reply: &Reply, what: &str) {
-    assert!(
-        reply.cache_status().contains("fwd="),
-        "{what}: expected the origin to answer, cache-status {:?}",
-        reply.cache_status()
-    );
 }
 
 #[tokio::test]
@@ -545,89 +513,6 @@ async fn a_slow_read_overtaken_by_a_write_is_not_served_afterwards() {
     let again = server.get(path).await;
     assert_hit(&again, "GET after the refill");
     assert_eq!(again.json()["title"], "Renamed");
-}
-
-/// The example binary next to this test binary: cargo puts tests in
-/// `target/<profile>/deps/` and examples in `target/<profile>/examples/`.
-///
-/// `cargo test` builds examples, but `cargo test --test classroom_http`
-/// does not, and would then run whatever binary an earlier build left. So
-/// when running under cargo, bring the example up to date first (cargo
-/// releases its build lock before it runs tests, so this cannot deadlock).
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("path of the test binary");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binary lives in target/<profile>/deps")
-        .to_path_buf();
-    if let (Ok(cargo), Some(target_dir)) = (std::env::var("CARGO"), profile_dir.parent()) {
-        let mut build = Command::new(cargo);
-        build
-            .args([
-                "build",
-                "--quiet",
-                "--example",
-                "classroom",
-                "--manifest-path",
-            ])
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-            .env("CARGO_TARGET_DIR", target_dir);
-        if profile_dir.ends_with("release") {
-            build.arg("--release");
-        }
-        if cfg!(feature = "redis") {
-            build.args(["--features", "redis"]);
-        }
-        let status = build.status().expect("run cargo build --example classroom");
-        assert!(status.success(), "cargo build --example classroom failed");
-    }
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("classroom{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        binary.is_file(),
-        "the classroom example binary is not at {}: build it with `cargo build --example classroom`",
-        binary.display()
-    );
-    binary
-}
-
-/// Kills the child when the test ends, passing or failing.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the example binary with `args` and reads the address it prints.
-async fn start_example(args: &[&str]) -> (KillOnDrop, SocketAddr) {
-    let mut child = KillOnDrop(
-        Command::new(example_binary())
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the classroom example"),
-    );
-    let stdout = child.0.stdout.take().expect("piped stdout");
-    let addr = tokio::task::spawn_blocking(move || {
-        let prefix = "classroom listening on http://";
-        for line in BufReader::new(stdout).lines() {
-            let line = line.expect("read the example's stdout");
-            if let Some(addr) = line.trim().strip_prefix(prefix) {
-                return addr.parse::<SocketAddr>().expect("a socket address");
-            }
-        }
-        panic!("the example exited without printing {prefix:?}");
-    })
-    .await
-    .expect("read the listening address");
-    assert_ne!(addr.port(), 0, "the real port is printed");
-    (child, addr)
 }
 
 #[tokio::test]

@@ -3,9 +3,8 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -13,103 +12,12 @@ use axum::http::{header, Request, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
+use support::apps::counting_app;
 use support::harness::{self, get_reply, Counter, Gate, Reply};
 use support::http::Server;
-use tagcache::stamp::{now_micros, Clock, TagBoard};
-use tagcache::{Cache, Entry, InvalidationMode, KeyHash, Stamp, Store, StoreFuture, Tag, Validity};
+use support::stores::TestStore;
+use tagcache::Cache;
 use tower::ServiceExt;
-
-/// A store whose invalidation clock runs `ahead` of this machine (like a
-/// shared clock on another host), and whose invalidations can be held at a
-/// gate (like a slow network store).
-struct TestStore {
-    entries: Mutex<HashMap<KeyHash, Arc<Entry>>>,
-    clock: Arc<Clock>,
-    board: Arc<TagBoard>,
-    ahead: Duration,
-    invalidate_gate: Option<Gate>,
-}
-
-impl TestStore {
-    fn new(ahead: Duration, invalidate_gate: Option<Gate>) -> Self {
-        TestStore {
-            entries: Mutex::default(),
-            clock: Arc::new(Clock::new()),
-            board: Arc::new(TagBoard::new(Duration::from_secs(3600), 10_000)),
-            ahead,
-            invalidate_gate,
-        }
-    }
-
-    fn stamp(clock: &Clock, ahead: Duration) -> Stamp {
-        clock.observe(Stamp(now_micros() + ahead.as_micros() as u64));
-        clock.next()
-    }
-}
-
-impl Store for TestStore {
-    fn get(&self, key: KeyHash) -> StoreFuture<Option<Arc<Entry>>> {
-        StoreFuture::ready(Ok(self.entries.lock().unwrap().get(&key).cloned()))
-    }
-    fn put(&self, key: KeyHash, entry: Arc<Entry>) -> StoreFuture<()> {
-        self.entries.lock().unwrap().insert(key, entry);
-        StoreFuture::ready(Ok(()))
-    }
-    fn remove(&self, key: KeyHash) -> StoreFuture<()> {
-        self.entries.lock().unwrap().remove(&key);
-        StoreFuture::ready(Ok(()))
-    }
-    fn fill_stamp(&self) -> StoreFuture<Stamp> {
-        StoreFuture::ready(Ok(Self::stamp(&self.clock, self.ahead)))
-    }
-    fn invalidate(&self, tags: &[Tag], mode: InvalidationMode) -> StoreFuture<Stamp> {
-        let (clock, board, ahead) = (self.clock.clone(), self.board.clone(), self.ahead);
-        let tags = tags.to_vec();
-        match self.invalidate_gate.clone() {
-            None => {
-                let stamp = Self::stamp(&clock, ahead);
-                board.apply(&tags, stamp, mode);
-                StoreFuture::ready(Ok(stamp))
-            }
-            Some(gate) => StoreFuture::pending(async move {
-                gate.pass().await;
-                let stamp = Self::stamp(&clock, ahead);
-                board.apply(&tags, stamp, mode);
-                Ok(stamp)
-            }),
-        }
-    }
-    fn invalidate_all(&self) -> StoreFuture<Stamp> {
-        let stamp = Self::stamp(&self.clock, self.ahead);
-        self.board.invalidate_all(stamp);
-        StoreFuture::ready(Ok(stamp))
-    }
-    fn validity(&self, entry: &Entry) -> Validity {
-        self.board.validity(&entry.tags, entry.fill_stamp)
-    }
-    fn outlived(&self, fill: Stamp, now: u64) -> bool {
-        now.saturating_sub(fill.0) > 3_600_000_000
-    }
-    fn kind(&self) -> &'static str {
-        "test"
-    }
-}
-
-/// `/r` answering `call<n>`, tagged `t`.
-fn counting_app(
-    cache: &Cache,
-    calls: Counter,
-    layer: impl FnOnce(tagcache::CacheLayer) -> tagcache::CacheLayer,
-) -> Router {
-    Router::new().route(
-        "/r",
-        get(move || {
-            let calls = calls.clone();
-            async move { format!("call{}", calls.bump()) }
-        })
-        .route_layer(layer(cache.layer("r").tags(|_, _| ["t"]))),
-    )
-}
 
 #[tokio::test]
 async fn soft_invalidation_is_never_a_fresh_hit_even_with_a_clock_ahead() {

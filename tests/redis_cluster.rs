@@ -19,19 +19,7 @@ use tagcache::{Cache, RedisStore};
 use support::apps::items_app;
 use support::harness::{eventually, get_reply, wait_for_hit, Counter};
 use support::redis_server::{RedisCluster, Resp};
-
-async fn cluster_store(urls: Vec<String>, ns: &str) -> RedisStore {
-    let store = RedisStore::builder(urls)
-        .cluster(true)
-        .namespace(ns)
-        .connect_timeout(Duration::from_secs(2))
-        .response_timeout(Duration::from_secs(2))
-        .build()
-        .await
-        .expect("store builds");
-    assert!(store.is_in_sync(), "connected and subscribed");
-    store
-}
+use support::stores::cluster_store;
 
 const ITEMS: usize = 60;
 

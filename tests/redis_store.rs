@@ -8,54 +8,24 @@ mod suites;
 mod support;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::Router;
 use http::StatusCode;
 use tagcache::store::redis::codec;
 use tagcache::{Cache, RedisStore};
 
-use support::apps::items_app;
+use support::apps::{items_app, Stream, BACK, DOWN, UP};
 use support::harness::{eventually, get_reply, wait_for_hit, Counter};
 use support::redis_server::{RedisServer, Resp};
-
-/// Generous timeouts where a test is not about timeouts: a loaded CI box
-/// must not turn hits into store errors.
-async fn store(url: &str, ns: &str) -> RedisStore {
-    RedisStore::builder(url)
-        .namespace(ns)
-        .connect_timeout(Duration::from_secs(2))
-        .response_timeout(Duration::from_secs(2))
-        .build()
-        .await
-        .expect("store builds")
-}
-
-fn entry_keys(server: &RedisServer, ns: &str) -> Vec<Vec<u8>> {
-    server.keys(&format!("{ns}:e:*"))
-}
-
-fn only_entry_key(server: &RedisServer, ns: &str) -> Vec<u8> {
-    let keys = entry_keys(server, ns);
-    assert_eq!(keys.len(), 1, "expected one entry key, got {keys:?}");
-    keys.into_iter().next().unwrap()
-}
-
-fn raw_value(server: &RedisServer, key: &[u8]) -> Vec<u8> {
-    match server.cmd(&[b"GET", key]) {
-        Resp::Bulk(raw) => raw,
-        other => panic!("GET answered {other:?}"),
-    }
-}
+use support::stores::redis_store;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_values_are_misses_and_get_overwritten() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let store = store(&server.url(), "garbage").await;
+    let store = redis_store(&server.url(), "garbage").await;
     let cache = Cache::new(store.clone());
     let origin = Counter::default();
     let app = items_app(&cache, origin.clone());
@@ -64,9 +34,9 @@ async fn undecodable_values_are_misses_and_get_overwritten() {
     assert_eq!(first.text(), "item 1");
     wait_for_hit(&app, "/items/1").await;
     assert_eq!(origin.get(), 1);
-    let key = only_entry_key(&server, "garbage");
+    let key = server.only_entry_key("garbage");
     assert_eq!(key.len(), "garbage:e:".len() + 32, "fixed-length key");
-    let valid = raw_value(&server, &key);
+    let valid = server.raw_value(&key);
     assert_eq!(valid[0], codec::FORMAT_VERSION);
     assert!(codec::decode(valid.clone().into()).is_ok());
 
@@ -102,7 +72,7 @@ async fn undecodable_values_are_misses_and_get_overwritten() {
         // The fill overwrote the bad value with a good one: hits resume.
         wait_for_hit(&app, "/items/1").await;
         assert_eq!(origin.get(), 2 + i, "{what}: no origin call after the fill");
-        let now = raw_value(&server, &key);
+        let now = server.raw_value(&key);
         assert!(codec::decode(now.into()).is_ok(), "{what}: overwritten");
     }
 }
@@ -112,12 +82,12 @@ async fn wrong_type_at_entry_key_is_a_store_error_then_overwritten() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let cache = Cache::new(store(&server.url(), "wrongtype").await);
+    let cache = Cache::new(redis_store(&server.url(), "wrongtype").await);
     let origin = Counter::default();
     let app = items_app(&cache, origin.clone());
     get_reply(&app, "/items/1").await;
     wait_for_hit(&app, "/items/1").await;
-    let key = only_entry_key(&server, "wrongtype");
+    let key = server.only_entry_key("wrongtype");
     server.cmd(&[b"DEL", &key]);
     assert_eq!(server.cmd(&[b"HSET", &key, b"f", b"v"]), Resp::Int(1));
     let reply = get_reply(&app, "/items/1").await;
@@ -138,7 +108,7 @@ async fn a_hit_costs_exactly_one_get() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let cache = Cache::new(store(&server.url(), "onecmd").await);
+    let cache = Cache::new(redis_store(&server.url(), "onecmd").await);
     let origin = Counter::default();
     let app = items_app(&cache, origin.clone());
     get_reply(&app, "/items/7").await;
@@ -184,7 +154,7 @@ async fn entries_expire_by_px_within_retention_and_max_entry_life() {
     let app = items_app(&cache, Counter::default());
     get_reply(&app, "/items/1").await;
     wait_for_hit(&app, "/items/1").await;
-    let key = String::from_utf8(only_entry_key(&server, "px")).unwrap();
+    let key = String::from_utf8(server.only_entry_key("px")).unwrap();
     let pttl = server.int(&["PTTL", &key]);
     // TTL 300 s capped by max_entry_life 60 s.
     assert!(pttl > 0 && pttl <= 60_000, "PTTL {pttl}");
@@ -195,8 +165,8 @@ async fn invalidations_reach_other_instances() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let cache_a = Cache::new(store(&server.url(), "shared").await);
-    let cache_b = Cache::new(store(&server.url(), "shared").await);
+    let cache_a = Cache::new(redis_store(&server.url(), "shared").await);
+    let cache_b = Cache::new(redis_store(&server.url(), "shared").await);
     let (origin_a, origin_b) = (Counter::default(), Counter::default());
     let app_a = items_app(&cache_a, origin_a.clone());
     let app_b = items_app(&cache_b, origin_b.clone());
@@ -263,7 +233,7 @@ async fn a_new_instance_loads_entries_and_stamps() {
         return;
     };
     {
-        let cache = Cache::new(store(&server.url(), "restart").await);
+        let cache = Cache::new(redis_store(&server.url(), "restart").await);
         let app = items_app(&cache, Counter::default());
         for id in ["kept", "gone"] {
             get_reply(&app, &format!("/items/{id}")).await;
@@ -273,12 +243,12 @@ async fn a_new_instance_loads_entries_and_stamps() {
         // Dropped here: the next instance starts from Redis alone.
     }
     assert_eq!(
-        entry_keys(&server, "restart").len(),
+        server.entry_keys("restart").len(),
         2,
         "both entries still stored"
     );
 
-    let store = store(&server.url(), "restart").await;
+    let store = redis_store(&server.url(), "restart").await;
     assert!(store.is_in_sync());
     let cache = Cache::new(store);
     let origin = Counter::default();
@@ -297,80 +267,6 @@ async fn a_new_instance_loads_entries_and_stamps() {
         gone.cache_status()
     );
     assert_eq!(origin.get(), 1);
-}
-
-/// Sends requests in a loop and checks every answer is the origin's.
-struct Stream {
-    stop: Arc<AtomicBool>,
-    done: Arc<AtomicUsize>,
-    /// (phase when the request started, cache-status)
-    log: Arc<Mutex<Vec<(u8, String)>>>,
-    phase: Arc<std::sync::atomic::AtomicU8>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-const UP: u8 = 0;
-const DOWN: u8 = 1;
-const BACK: u8 = 2;
-
-impl Stream {
-    fn start(app: Router) -> Stream {
-        let stop = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(AtomicUsize::new(0));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let phase = Arc::new(std::sync::atomic::AtomicU8::new(UP));
-        let task = tokio::spawn({
-            let (stop, done, log, phase) = (stop.clone(), done.clone(), log.clone(), phase.clone());
-            async move {
-                let mut i = 0u64;
-                while !stop.load(Ordering::SeqCst) {
-                    let id = i % 4;
-                    i += 1;
-                    let started = phase.load(Ordering::SeqCst);
-                    let reply = get_reply(&app, &format!("/items/{id}")).await;
-                    assert_eq!(reply.status, StatusCode::OK);
-                    assert_eq!(reply.text(), format!("item {id}"));
-                    log.lock()
-                        .unwrap()
-                        .push((started, reply.cache_status().to_owned()));
-                    done.fetch_add(1, Ordering::SeqCst);
-                    tokio::task::yield_now().await;
-                }
-            }
-        });
-        Stream {
-            stop,
-            done,
-            log,
-            phase,
-            task,
-        }
-    }
-
-    async fn wait_for(&self, more: usize) {
-        let target = self.done.load(Ordering::SeqCst) + more;
-        let done = self.done.clone();
-        eventually("requests keep being answered", 3000, move || {
-            let done = done.clone();
-            async move { done.load(Ordering::SeqCst) >= target }
-        })
-        .await;
-    }
-
-    fn hits_in(&self, phase: u8) -> usize {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(p, status)| *p == phase && status.contains("; hit"))
-            .count()
-    }
-
-    async fn finish(self) -> Vec<(u8, String)> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.task.await.expect("no request failed");
-        Arc::try_unwrap(self.log).unwrap().into_inner().unwrap()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -539,7 +435,7 @@ async fn unreadable_invalidation_message_reloads_the_view() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let store = store(&server.url(), "garbled").await;
+    let store = redis_store(&server.url(), "garbled").await;
     assert!(store.is_in_sync());
     let subscribes = || {
         server
@@ -632,7 +528,7 @@ mod suite {
             let url = server.as_ref().map(RedisServer::url);
             Box::pin(async move {
                 match url {
-                    Some(url) => Cache::new(store(&url, &format!("suite{n}")).await),
+                    Some(url) => Cache::new(redis_store(&url, &format!("suite{n}")).await),
                     None => Cache::default(),
                 }
             })

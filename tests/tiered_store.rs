@@ -9,38 +9,17 @@ mod support;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::routing::get;
 use axum::Router;
-use tagcache::{Cache, MemoryStore, RedisStore, TieredStore};
+use tagcache::Cache;
 
+use support::apps::counting_app;
 use support::harness::{eventually, get_reply, Counter};
 use support::redis_server::RedisServer;
+use support::stores::tiered_over_redis;
 
-async fn tiered(url: &str, ns: &str) -> Cache {
-    let remote = RedisStore::builder(url)
-        .namespace(ns)
-        .connect_timeout(Duration::from_secs(2))
-        .response_timeout(Duration::from_secs(2))
-        .build()
-        .await
-        .expect("store builds");
-    Cache::new(TieredStore::new(MemoryStore::default(), remote))
-}
-
+/// `/r` answering `call<n>`, tagged `t`, stored for 300 s.
 fn app(cache: &Cache, calls: Counter) -> Router {
-    Router::new().route(
-        "/r",
-        get(move || {
-            let calls = calls.clone();
-            async move { format!("call{}", calls.bump()) }
-        })
-        .route_layer(
-            cache
-                .layer("r")
-                .tags(|_, _| ["t"])
-                .ttl(Duration::from_secs(300)),
-        ),
-    )
+    counting_app(cache, calls, |l| l.ttl(Duration::from_secs(300)))
 }
 
 /// Local hits send nothing to Redis.
@@ -49,7 +28,7 @@ async fn local_hits_cost_no_round_trip() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let cache = tiered(&server.url(), "local").await;
+    let (cache, _remote) = tiered_over_redis(&server.url(), "local").await;
     let app = app(&cache, Counter::default());
     get_reply(&app, "/r").await;
     let before = server.command_calls();
@@ -74,10 +53,8 @@ async fn invalidation_reaches_other_instances_local_tier() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let (a, b) = (
-        tiered(&server.url(), "two").await,
-        tiered(&server.url(), "two").await,
-    );
+    let (a, _) = tiered_over_redis(&server.url(), "two").await;
+    let (b, _) = tiered_over_redis(&server.url(), "two").await;
     let (calls_a, calls_b) = (Counter::default(), Counter::default());
     let (app_a, app_b) = (app(&a, calls_a.clone()), app(&b, calls_b.clone()));
     get_reply(&app_a, "/r").await;
@@ -113,7 +90,7 @@ mod suite {
             let url = server.as_ref().map(RedisServer::url);
             Box::pin(async move {
                 match url {
-                    Some(url) => tiered(&url, &format!("tiered{n}")).await,
+                    Some(url) => tiered_over_redis(&url, &format!("tiered{n}")).await.0,
                     None => Cache::default(),
                 }
             })

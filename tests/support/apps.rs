@@ -1,8 +1,8 @@
 //! The routes the cases drive: handlers that count their calls, answer
 //! with chosen headers, or block on a [`Gate`] the test controls.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -191,4 +191,96 @@ pub fn items_app(cache: &tagcache::Cache, origin: Counter) -> Router {
                 .ttl(std::time::Duration::from_secs(300)),
         ),
     )
+}
+
+/// `/r` answering `call<n>`, tagged `t`.
+pub fn counting_app(
+    cache: &Cache,
+    calls: Counter,
+    layer: impl FnOnce(CacheLayer) -> CacheLayer,
+) -> Router {
+    Router::new().route(
+        "/r",
+        get(move || {
+            let calls = calls.clone();
+            async move { format!("call{}", calls.bump()) }
+        })
+        .route_layer(layer(cache.layer("r").tags(|_, _| ["t"]))),
+    )
+}
+
+/// Sends requests to [`items_app`]'s `/items/0` to `/items/3` in a loop
+/// and checks every answer is the origin's.
+pub struct Stream {
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicUsize>,
+    /// (phase when the request started, cache-status)
+    pub log: Arc<Mutex<Vec<(u8, String)>>>,
+    pub phase: Arc<AtomicU8>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The phases a [`Stream`] logs its requests under, set by the test.
+pub const UP: u8 = 0;
+pub const DOWN: u8 = 1;
+pub const BACK: u8 = 2;
+
+impl Stream {
+    pub fn start(app: Router) -> Stream {
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicUsize::new(0));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let phase = Arc::new(AtomicU8::new(UP));
+        let task = tokio::spawn({
+            let (stop, done, log, phase) = (stop.clone(), done.clone(), log.clone(), phase.clone());
+            async move {
+                let mut i = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let id = i % 4;
+                    i += 1;
+                    let started = phase.load(Ordering::SeqCst);
+                    let reply = get_reply(&app, &format!("/items/{id}")).await;
+                    assert_eq!(reply.status, StatusCode::OK);
+                    assert_eq!(reply.text(), format!("item {id}"));
+                    log.lock()
+                        .unwrap()
+                        .push((started, reply.cache_status().to_owned()));
+                    done.fetch_add(1, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        Stream {
+            stop,
+            done,
+            log,
+            phase,
+            task,
+        }
+    }
+
+    pub async fn wait_for(&self, more: usize) {
+        let target = self.done.load(Ordering::SeqCst) + more;
+        let done = self.done.clone();
+        eventually("requests keep being answered", 3000, move || {
+            let done = done.clone();
+            async move { done.load(Ordering::SeqCst) >= target }
+        })
+        .await;
+    }
+
+    pub fn hits_in(&self, phase: u8) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, status)| *p == phase && status.contains("; hit"))
+            .count()
+    }
+
+    pub async fn finish(self) -> Vec<(u8, String)> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.expect("no request failed");
+        Arc::try_unwrap(self.log).unwrap().into_inner().unwrap()
+    }
 }

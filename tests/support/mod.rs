@@ -8,6 +8,7 @@
 //!   HTTP.
 //! * [`classroom`]: what the classroom example's tests add to that.
 //! * [`redis_server`]: real `redis-server` processes and a Redis Cluster.
+//! * [`stores`]: the stores the tests build over them, and a test store.
 //!
 //! No binary uses every helper, hence the `allow`.
 #![allow(dead_code)]
@@ -17,3 +18,4 @@ pub mod classroom;
 pub mod harness;
 pub mod http;
 pub mod redis_server;
+pub mod stores;

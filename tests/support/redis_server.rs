@@ -306,6 +306,27 @@ impl RedisServer {
         }
     }
 
+    /// The keys of tagcache entries in namespace `ns`.
+    pub fn entry_keys(&self, ns: &str) -> Vec<Vec<u8>> {
+        self.keys(&format!("{ns}:e:*"))
+    }
+
+    /// The one entry key in namespace `ns`; panics unless there is exactly
+    /// one.
+    pub fn only_entry_key(&self, ns: &str) -> Vec<u8> {
+        let keys = self.entry_keys(ns);
+        assert_eq!(keys.len(), 1, "expected one entry key, got {keys:?}");
+        keys.into_iter().next().unwrap()
+    }
+
+    /// The value stored at `key`, as bytes.
+    pub fn raw_value(&self, key: &[u8]) -> Vec<u8> {
+        match self.cmd(&[b"GET", key]) {
+            Resp::Bulk(raw) => raw,
+            other => panic!("GET answered {other:?}"),
+        }
+    }
+
     pub fn int(&self, args: &[&str]) -> i64 {
         match self.cmd_str(args) {
             Resp::Int(n) => n,
