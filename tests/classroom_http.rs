@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use hyper::{Method, StatusCode};
 use serde_json::json;
-use support::classroom::{assert_hit, assert_not_hit, prometheus, start_example, titles};
+use support::classroom::{
+    assert_hit, assert_not_hit, example_binary, prometheus, start_example, titles,
+};
+use support::deadline::{eventually, spawn, within};
 use support::http::Server;
 use tagcache::Cache;
 
@@ -467,7 +470,12 @@ async fn a_cold_herd_makes_one_origin_call() {
         herd.spawn(async move { server.get_as("/api/dashboard/admin", "admin").await });
     }
     let mut bodies = Vec::new();
-    while let Some(reply) = herd.join_next().await {
+    while let Some(reply) = within(
+        format!("{} of 200 requests never answered", herd.len()),
+        herd.join_next(),
+    )
+    .await
+    {
         let reply = reply.expect("request task");
         assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.cache_status());
         bodies.push(reply.body);
@@ -483,18 +491,16 @@ async fn a_slow_read_overtaken_by_a_write_is_not_served_afterwards() {
     let path = "/api/sessions/7";
     let before = server.origin_calls("session-detail").await;
 
-    let slow = tokio::spawn({
+    let slow = spawn("the slow GET never answered", {
         let server = server.clone();
         async move { server.get(path).await }
     });
     // The origin counts a call once it has read its data: from then on the
     // slow GET carries the old title, whenever it answers.
-    let mut polls = 0;
-    while server.origin_calls("session-detail").await == before {
-        polls += 1;
-        assert!(polls < 2_000, "the slow GET never reached the origin");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("the slow GET reached the origin", || async {
+        server.origin_calls("session-detail").await > before
+    })
+    .await;
 
     let updated = server
         .send(Method::PUT, path, None, Some(r#"{"title": "Renamed"}"#))
@@ -517,8 +523,12 @@ async fn a_slow_read_overtaken_by_a_write_is_not_served_afterwards() {
 
 #[tokio::test]
 async fn the_example_binary_serves_and_exports_metrics() {
-    let (_child, addr) =
-        start_example(&["--listen", "127.0.0.1:0", "--origin-delay-ms", "0"]).await;
+    let binary = example_binary().await;
+    let (_child, addr) = start_example(
+        &binary,
+        &["--listen", "127.0.0.1:0", "--origin-delay-ms", "0"],
+    )
+    .await;
 
     let server = Server::connect(addr);
     let miss = server.get("/api/teachers/2/sessions").await;
@@ -550,6 +560,7 @@ async fn the_example_binary_serves_and_exports_metrics() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn the_example_over_redis_keeps_entries_across_restarts() {
+    let binary = example_binary().await;
     let Some(redis) = support::redis_server::RedisServer::start() else {
         return;
     };
@@ -570,7 +581,7 @@ async fn the_example_over_redis_keeps_entries_across_restarts() {
     ];
     let path = "/api/teachers/4/sessions";
 
-    let (first, addr) = start_example(&args).await;
+    let (first, addr) = start_example(&binary, &args).await;
     let server = Server::connect(addr);
     let miss = server.get(path).await;
     assert_eq!(miss.status, StatusCode::OK);
@@ -578,7 +589,7 @@ async fn the_example_over_redis_keeps_entries_across_restarts() {
     assert_hit(&server.get(path).await, "second GET over Redis");
     drop(first);
 
-    let (_second, addr) = start_example(&args).await;
+    let (_second, addr) = start_example(&binary, &args).await;
     let server = Server::connect(addr);
     let after_restart = server.get(path).await;
     assert_hit(&after_restart, "GET after the example restarted");

@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use support::apps::counting_app;
+use support::deadline::{eventually, spawn, within};
 use support::harness::{self, get_reply, Counter, Gate, Reply};
 use support::http::Server;
 use support::stores::TestStore;
@@ -66,7 +67,7 @@ async fn streamed_body_with_length_is_stored_over_real_http() {
     let first = get_over_http(&server, "/r").await;
     assert!(first.text().contains("hello1"), "{first:?}");
     let cache2 = cache.clone();
-    harness::eventually("the streamed response is stored", 200, || {
+    eventually("the streamed response is stored", || {
         let cache = cache2.clone();
         async move { cache.stats().route("r").not_stored == 0 && calls_stored(&cache) }
     })
@@ -92,7 +93,12 @@ async fn stalled_leader_client_delays_at_most_one_wait() {
     let calls = Counter::default();
     let wait = Duration::from_millis(400);
     let app = counting_app(&cache, calls.clone(), |l| l.coalesce_timeout(wait));
-    let stalled = app.clone().oneshot(harness::get("/r")).await.unwrap();
+    let stalled = within(
+        "the stalled leader's GET /r never answered",
+        app.clone().oneshot(harness::get("/r")),
+    )
+    .await
+    .unwrap();
 
     let started = tokio::time::Instant::now();
     let first = get_reply(&app, "/r").await;
@@ -152,7 +158,7 @@ async fn hung_background_refresh_is_dropped_at_its_deadline() {
         stale.cache_status()
     );
     // Let the refresh start (and hang), then pass its deadline.
-    harness::eventually("refresh started", 100, || async { calls.get() == 2 }).await;
+    eventually("refresh started", || async { calls.get() == 2 }).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     cache.invalidate(["t"]).await.unwrap();
     let started = tokio::time::Instant::now();
@@ -191,7 +197,7 @@ async fn invalidation_survives_client_disconnect() {
             .route_layer(cache.invalidate_layer("add").tags(|_, _| ["list"])),
         );
     assert_eq!(get_reply(&app, "/list").await.text(), "v0");
-    let mutation = tokio::spawn({
+    let mutation = spawn("POST /add never answered", {
         let app = app.clone();
         async move {
             app.oneshot(Request::post("/add").body(Body::empty()).unwrap())
@@ -203,7 +209,7 @@ async fn invalidation_survives_client_disconnect() {
     let _ = mutation.await;
     gate.open();
     let app2 = app.clone();
-    harness::eventually("invalidation applied after the client left", 200, || {
+    eventually("invalidation applied after the client left", || {
         let app = app2.clone();
         async move { get_reply(&app, "/list").await.text() == "v1" }
     })

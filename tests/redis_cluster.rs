@@ -17,7 +17,8 @@ use futures_util::FutureExt;
 use tagcache::{Cache, RedisStore};
 
 use support::apps::items_app;
-use support::harness::{eventually, get_reply, wait_for_hit, Counter};
+use support::deadline::eventually;
+use support::harness::{get_reply, wait_for_hit, Counter};
 use support::redis_server::{RedisCluster, Resp};
 use support::stores::cluster_store;
 
@@ -82,7 +83,7 @@ async fn miss_hit_and_invalidation_on_every_master() {
         "stamp recorded on the owner"
     );
     let app = app_b.clone();
-    eventually("B sees item:5 invalidated", 1000, move || {
+    eventually("B sees item:5 invalidated", move || {
         let app = app.clone();
         async move { !get_reply(&app, "/items/5").await.is_hit() }
     })

@@ -16,7 +16,8 @@ use tagcache::store::redis::codec;
 use tagcache::{Cache, RedisStore};
 
 use support::apps::{items_app, Stream, BACK, DOWN, UP};
-use support::harness::{eventually, get_reply, wait_for_hit, Counter};
+use support::deadline::eventually;
+use support::harness::{get_reply, wait_for_hit, Counter};
 use support::redis_server::{RedisServer, Resp};
 use support::stores::redis_store;
 
@@ -54,7 +55,7 @@ async fn undecodable_values_are_misses_and_get_overwritten() {
         // flight, this instance reads its own write, not what another
         // client puts in Redis meanwhile.
         let in_flight = store.clone();
-        eventually("the fill's write is answered", 500, || {
+        eventually("the fill's write is answered", || {
             let store = in_flight.clone();
             async move { store.writes_in_flight() == 0 }
         })
@@ -185,7 +186,7 @@ async fn invalidations_reach_other_instances() {
     // ... and B learns it from the feed (A does not refill meanwhile, so
     // only B's view can turn the old entry into a miss).
     let app = app_b.clone();
-    eventually("B sees item:1 invalidated", 1000, move || {
+    eventually("B sees item:1 invalidated", move || {
         let app = app.clone();
         async move {
             let reply = get_reply(&app, "/items/1").await;
@@ -210,7 +211,7 @@ async fn invalidations_reach_other_instances() {
     // Soft invalidation through B reaches A (no stale window: a miss).
     cache_b.invalidate_soft(["item:2"]).await.unwrap();
     let app = app_a.clone();
-    eventually("A sees item:2 soft-invalidated", 1000, move || {
+    eventually("A sees item:2 soft-invalidated", move || {
         let app = app.clone();
         async move { !get_reply(&app, "/items/2").await.is_hit() }
     })
@@ -220,7 +221,7 @@ async fn invalidations_reach_other_instances() {
     wait_for_hit(&app_a, "/items/3").await;
     cache_b.purge_all().await.unwrap();
     let app = app_a.clone();
-    eventually("A sees the purge", 1000, move || {
+    eventually("A sees the purge", move || {
         let app = app.clone();
         async move { !get_reply(&app, "/items/3").await.is_hit() }
     })
@@ -299,7 +300,7 @@ async fn serves_from_origin_while_redis_is_down_and_resumes_after() {
     stream.phase.store(BACK, Ordering::SeqCst);
     // Same app, same store: hits come back once it has reconnected.
     let log = stream.log.clone();
-    eventually("hits resume after the restart", 3000, move || {
+    eventually("hits resume after the restart", move || {
         let log = log.clone();
         async move {
             log.lock()
@@ -394,7 +395,7 @@ async fn built_while_redis_is_down_then_starts_working() {
 
     server.restart();
     let app2 = app.clone();
-    eventually("hits once Redis is up", 3000, move || {
+    eventually("hits once Redis is up", move || {
         let app = app2.clone();
         async move { get_reply(&app, "/items/1").await.is_hit() }
     })
@@ -419,7 +420,7 @@ async fn feed_keepalive_keeps_the_subscription() {
     assert_eq!(subscribes, 1);
     let pings = calls("ping");
     let server_ref = &server;
-    eventually("the quiet feed is pinged", 1000, || async move {
+    eventually("the quiet feed is pinged", || async move {
         server_ref.command_calls().get("ping").copied().unwrap_or(0) >= pings + 3
     })
     .await;
@@ -447,7 +448,7 @@ async fn unreadable_invalidation_message_reloads_the_view() {
     let before = subscribes();
     server.cmd_str(&["PUBLISH", "garbled:invalidations", "9|?|not a stamp|"]);
     let (server_ref, store_ref) = (&server, &store);
-    eventually("the feed resubscribed and reloaded", 1000, || async move {
+    eventually("the feed resubscribed and reloaded", || async move {
         server_ref
             .command_calls()
             .get("subscribe")

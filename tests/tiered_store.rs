@@ -13,7 +13,8 @@ use axum::Router;
 use tagcache::Cache;
 
 use support::apps::counting_app;
-use support::harness::{eventually, get_reply, Counter};
+use support::deadline::eventually;
+use support::harness::{get_reply, Counter};
 use support::redis_server::RedisServer;
 use support::stores::tiered_over_redis;
 
@@ -60,7 +61,7 @@ async fn invalidation_reaches_other_instances_local_tier() {
     get_reply(&app_a, "/r").await;
     // A stores after answering: wait until its entry is in Redis.
     let server_ref = &server;
-    eventually("A's entry is in Redis", 500, || async move {
+    eventually("A's entry is in Redis", || async move {
         server_ref.keys("two:e:*").len() == 1
     })
     .await;
@@ -70,7 +71,7 @@ async fn invalidation_reaches_other_instances_local_tier() {
     assert_eq!(calls_b.get(), 0);
     a.invalidate(["t"]).await.unwrap();
     let app_b2 = app_b.clone();
-    eventually("B's local copy is invalidated", 500, || {
+    eventually("B's local copy is invalidated", || {
         let app = app_b2.clone();
         async move { !get_reply(&app, "/r").await.is_hit() }
     })

@@ -12,6 +12,7 @@ use axum::Router;
 
 use super::MakeCache;
 use crate::support::apps::*;
+use crate::support::deadline::eventually;
 use crate::support::harness::*;
 
 pub async fn herd_of_misses_makes_one_origin_call(make: &dyn MakeCache) {
@@ -57,7 +58,7 @@ pub async fn collapsed_waiters_are_marked(make: &dyn MakeCache) {
     gate.arrived(1).await;
     let waiter = spawn_get(&app, "/r");
     let waiting = cache.clone();
-    eventually("the waiter waits on the leader's flight", 500, || {
+    eventually("the waiter waits on the leader's flight", || {
         let cache = waiting.clone();
         async move { cache.waiting_requests() == 1 }
     })

@@ -16,6 +16,7 @@ use tower::ServiceExt;
 
 use super::MakeCache;
 use crate::support::apps::*;
+use crate::support::deadline::{spawn, within};
 use crate::support::harness::*;
 
 pub async fn tags_from_response_extension_invalidate(make: &dyn MakeCache) {
@@ -207,18 +208,26 @@ pub async fn body_streaming_during_invalidation_is_not_served(make: &dyn MakeCac
         })
         .route_layer(cache.layer("r").tags(|_, _| ["t"])),
     );
-    let response = app
-        .clone()
-        .oneshot(crate::support::harness::get("/r"))
-        .await
-        .unwrap();
+    let response = within(
+        "request GET /r never answered",
+        app.clone().oneshot(crate::support::harness::get("/r")),
+    )
+    .await
+    .unwrap();
     let mut body = response.into_body();
-    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    let first = within("the body's first bytes never came", body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap();
     assert_eq!(
         first, "v1 ",
         "the first bytes reach the client before the body ends"
     );
-    let reading = tokio::spawn(async move { body.collect().await.unwrap().to_bytes() });
+    let reading = spawn("the rest of the body never came", async move {
+        body.collect().await.unwrap().to_bytes()
+    });
     gate.arrived(1).await;
     db.write(2);
     cache.invalidate(["t"]).await.unwrap();

@@ -13,6 +13,7 @@ use tower::{Layer, ServiceExt};
 
 use super::MakeCache;
 use crate::support::apps::*;
+use crate::support::deadline::{eventually, within};
 use crate::support::harness::*;
 
 pub async fn stale_while_revalidate_refreshes_once(make: &dyn MakeCache) {
@@ -47,7 +48,7 @@ pub async fn stale_while_revalidate_refreshes_once(make: &dyn MakeCache) {
     gate.arrived(1).await;
     gate.open();
     let cache2 = cache.clone();
-    eventually("refresh stored", 500, || {
+    eventually("refresh stored", || {
         let cache = cache2.clone();
         async move { cache.stats().route("r").misses == 2 }
     })
@@ -56,7 +57,7 @@ pub async fn stale_while_revalidate_refreshes_once(make: &dyn MakeCache) {
     // The refreshed entry answers from now on (fresh, or stale itself by now
     // given its 100 ms TTL, but never the first fill again).
     let app2 = app.clone();
-    eventually("refreshed entry served", 500, || {
+    eventually("refreshed entry served", || {
         let app = app2.clone();
         async move { get_reply(&app, "/r").await.text() == "v1 call2" }
     })
@@ -151,15 +152,20 @@ pub async fn stale_if_error_covers_5xx_and_errors(make: &dyn MakeCache) {
         .stale_if_error(Duration::from_secs(60));
     let service = layer.layer(origin);
     let request = || http::Request::get("/svc").body(Body::empty()).unwrap();
-    let first = service.clone().oneshot(request()).await.unwrap();
+    const NEVER_ANSWERED: &str = "request GET /svc never answered";
+    const NEVER_ENDED: &str = "the body of GET /svc never ended";
+    let first = within(NEVER_ANSWERED, service.clone().oneshot(request()))
+        .await
+        .unwrap();
     assert_eq!(
-        first.into_body().collect().await.unwrap().to_bytes(),
+        within(NEVER_ENDED, first.into_body().collect())
+            .await
+            .unwrap()
+            .to_bytes(),
         "good"
     );
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let rescued = service
-        .clone()
-        .oneshot(request())
+    let rescued = within(NEVER_ANSWERED, service.clone().oneshot(request()))
         .await
         .expect("stale answer instead of the error");
     assert!(rescued.headers()["cache-status"]
@@ -167,7 +173,10 @@ pub async fn stale_if_error_covers_5xx_and_errors(make: &dyn MakeCache) {
         .unwrap()
         .contains("stale-if-error"));
     assert_eq!(
-        rescued.into_body().collect().await.unwrap().to_bytes(),
+        within(NEVER_ENDED, rescued.into_body().collect())
+            .await
+            .unwrap()
+            .to_bytes(),
         "good"
     );
 
@@ -177,7 +186,9 @@ pub async fn stale_if_error_covers_5xx_and_errors(make: &dyn MakeCache) {
         Err::<http::Response<Full<Bytes>>, _>(std::io::Error::other("origin unreachable"))
     });
     let service = cache.layer("svc").layer(failing);
-    let error = service.oneshot(request()).await.unwrap_err();
+    let error = within(NEVER_ANSWERED, service.oneshot(request()))
+        .await
+        .unwrap_err();
     assert_eq!(error.to_string(), "origin unreachable");
 }
 
@@ -240,7 +251,7 @@ pub async fn soft_invalidation_serves_stale_under_swr(make: &dyn MakeCache) {
     );
     assert_eq!(stale.text(), "v0 call1");
     let app2 = app.clone();
-    eventually("refreshed after soft invalidation", 500, || {
+    eventually("refreshed after soft invalidation", || {
         let app = app2.clone();
         async move { get_reply(&app, "/r").await.text() == "v1 call2" }
     })

@@ -13,6 +13,7 @@ use axum::Router;
 use bytes::Bytes;
 use tagcache::{Cache, CacheLayer};
 
+use super::deadline::{eventually, spawn, Spawned};
 use super::harness::*;
 
 /// A route whose handler counts calls and answers `body` with `headers`.
@@ -217,7 +218,7 @@ pub struct Stream {
     /// (phase when the request started, cache-status)
     pub log: Arc<Mutex<Vec<(u8, String)>>>,
     pub phase: Arc<AtomicU8>,
-    task: tokio::task::JoinHandle<()>,
+    task: Spawned<()>,
 }
 
 /// The phases a [`Stream`] logs its requests under, set by the test.
@@ -231,7 +232,7 @@ impl Stream {
         let done = Arc::new(AtomicUsize::new(0));
         let log = Arc::new(Mutex::new(Vec::new()));
         let phase = Arc::new(AtomicU8::new(UP));
-        let task = tokio::spawn({
+        let task = spawn("the request stream never stopped", {
             let (stop, done, log, phase) = (stop.clone(), done.clone(), log.clone(), phase.clone());
             async move {
                 let mut i = 0u64;
@@ -262,7 +263,7 @@ impl Stream {
     pub async fn wait_for(&self, more: usize) {
         let target = self.done.load(Ordering::SeqCst) + more;
         let done = self.done.clone();
-        eventually("requests keep being answered", 3000, move || {
+        eventually("requests keep being answered", move || {
             let done = done.clone();
             async move { done.load(Ordering::SeqCst) >= target }
         })

@@ -4,16 +4,21 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use hyper::StatusCode;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::Value;
 
+use super::deadline::{within, within_for};
 use super::harness::Reply;
 use super::http::Server;
+
+/// How long building the example may take.
+const BUILD_DEADLINE: Duration = Duration::from_secs(300);
 
 /// The global metrics recorder, installed once for the whole test binary
 /// (every app in it shares the process-wide recorder).
@@ -80,7 +85,10 @@ pub fn assert_not_hit(reply: &Reply, what: &str) {
 /// does not, and would then run whatever binary an earlier build left. So
 /// when running under cargo, bring the example up to date first (cargo
 /// releases its build lock before it runs tests, so this cannot deadlock).
-pub fn example_binary() -> PathBuf {
+/// Compiling may take a while on a loaded machine: call this before the
+/// test's [`backstop`](super::deadline::backstop), it has a bound of its
+/// own.
+pub async fn example_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("path of the test binary");
     let profile_dir = exe
         .parent()
@@ -88,7 +96,7 @@ pub fn example_binary() -> PathBuf {
         .expect("test binary lives in target/<profile>/deps")
         .to_path_buf();
     if let (Ok(cargo), Some(target_dir)) = (std::env::var("CARGO"), profile_dir.parent()) {
-        let mut build = Command::new(cargo);
+        let mut build = tokio::process::Command::new(cargo);
         build
             .args([
                 "build",
@@ -98,14 +106,21 @@ pub fn example_binary() -> PathBuf {
                 "--manifest-path",
             ])
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-            .env("CARGO_TARGET_DIR", target_dir);
+            .env("CARGO_TARGET_DIR", target_dir)
+            .kill_on_drop(true);
         if profile_dir.ends_with("release") {
             build.arg("--release");
         }
         if cfg!(feature = "redis") {
             build.args(["--features", "redis"]);
         }
-        let status = build.status().expect("run cargo build --example classroom");
+        let status = within_for(
+            BUILD_DEADLINE,
+            "cargo build --example classroom never finished",
+            build.status(),
+        )
+        .await
+        .expect("run cargo build --example classroom");
         assert!(status.success(), "cargo build --example classroom failed");
     }
     let binary = profile_dir
@@ -129,10 +144,11 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Starts the example binary with `args` and reads the address it prints.
-pub async fn start_example(args: &[&str]) -> (KillOnDrop, SocketAddr) {
+/// Starts the example `binary` with `args` and reads the address it
+/// prints.
+pub async fn start_example(binary: &Path, args: &[&str]) -> (KillOnDrop, SocketAddr) {
     let mut child = KillOnDrop(
-        Command::new(example_binary())
+        Command::new(binary)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -140,7 +156,9 @@ pub async fn start_example(args: &[&str]) -> (KillOnDrop, SocketAddr) {
             .expect("start the classroom example"),
     );
     let stdout = child.0.stdout.take().expect("piped stdout");
-    let addr = tokio::task::spawn_blocking(move || {
+    // Read on a thread of its own; if the deadline passes, the child is
+    // killed as the panic unwinds, which ends the read.
+    let reading = tokio::task::spawn_blocking(move || {
         let prefix = "classroom listening on http://";
         for line in BufReader::new(stdout).lines() {
             let line = line.expect("read the example's stdout");
@@ -149,9 +167,10 @@ pub async fn start_example(args: &[&str]) -> (KillOnDrop, SocketAddr) {
             }
         }
         panic!("the example exited without printing {prefix:?}");
-    })
-    .await
-    .expect("read the listening address");
+    });
+    let addr = within("the classroom example never printed its address", reading)
+        .await
+        .expect("read the listening address");
     assert_ne!(addr.port(), 0, "the real port is printed");
     (child, addr)
 }

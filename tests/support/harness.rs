@@ -1,7 +1,6 @@
 //! Small tools for driving routers in tests: send a request, read the reply,
 //! hold a handler at a gate, count origin calls.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -13,6 +12,8 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
+
+use super::deadline::{eventually, spawn, within, Lazy, Spawned};
 
 /// A response, fully read: from a router in-process or over real HTTP.
 #[derive(Debug, Clone)]
@@ -81,19 +82,29 @@ impl Reply {
     }
 }
 
+/// Sends `request` through `app` and reads the whole reply, within the
+/// [`DEADLINE`](super::deadline::DEADLINE).
 pub async fn send(app: &Router, request: Request<Body>) -> Reply {
-    let response = app
-        .clone()
-        .oneshot(request)
-        .await
-        .expect("router is infallible");
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.expect("body reads").to_bytes();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    }
+    let what = format!(
+        "request {} {} never answered",
+        request.method(),
+        request.uri()
+    );
+    within(what, async {
+        let response = app
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("router is infallible");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("body reads").to_bytes();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    })
+    .await
 }
 
 pub fn get(uri: &str) -> Request<Body> {
@@ -112,10 +123,13 @@ pub async fn get_reply(app: &Router, uri: &str) -> Reply {
     send(app, get(uri)).await
 }
 
-/// Sends `GET uri` from a task of its own.
-pub fn spawn_get(app: &Router, uri: &'static str) -> tokio::task::JoinHandle<Reply> {
+/// Sends `GET uri` from a task of its own; awaiting it is bounded (see
+/// [`Spawned`]).
+pub fn spawn_get(app: &Router, uri: &'static str) -> Spawned<Reply> {
     let app = app.clone();
-    tokio::spawn(async move { get_reply(&app, uri).await })
+    spawn(format!("request GET {uri} never answered"), async move {
+        get_reply(&app, uri).await
+    })
 }
 
 /// Counts calls to a handler.
@@ -161,8 +175,12 @@ impl Gate {
 
     /// Waits until `n` more handlers have arrived at the gate.
     pub async fn arrived(&self, n: u32) {
-        self.entered
-            .acquire_many(n)
+        let entered = &self.entered;
+        let what = Lazy(|| {
+            let arrived = entered.available_permits();
+            format!("only {arrived} of {n} handlers reached the gate")
+        });
+        within(what, entered.acquire_many(n))
             .await
             .expect("gate lives")
             .forget();
@@ -177,26 +195,10 @@ impl Gate {
     }
 }
 
-/// Polls `condition` until it holds, yielding between tries; fails after
-/// `tries` (a bound, not a timing assertion).
-pub async fn eventually<F, Fut>(what: &str, tries: usize, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    for _ in 0..tries {
-        if condition().await {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("condition never held: {what}");
-}
-
 /// Waits (bounded) until `uri` is answered as a fresh hit.
 pub async fn wait_for_hit(app: &Router, uri: &str) {
     let app = app.clone();
-    eventually(&format!("{uri} is a hit"), 500, move || {
+    eventually(format!("{uri} is a hit"), move || {
         let app = app.clone();
         let uri = uri.to_owned();
         async move { get_reply(&app, &uri).await.is_hit() }
@@ -207,10 +209,9 @@ pub async fn wait_for_hit(app: &Router, uri: &str) {
 /// Waits until exactly `n` requests are waiting on a flight: the test then
 /// knows they joined before it lets the leader go on.
 pub async fn until_waiting(cache: &tagcache::Cache, n: usize) {
-    let cache = cache.clone();
-    eventually(&format!("{n} requests waiting"), 1000, || {
-        let cache = cache.clone();
-        async move { cache.waiting_requests() == n }
-    })
-    .await;
+    let what = Lazy(|| {
+        let waiting = cache.waiting_requests();
+        format!("{n} requests waiting on a flight ({waiting} waiting at the deadline)")
+    });
+    eventually(what, || async { cache.waiting_requests() == n }).await;
 }

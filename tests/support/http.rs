@@ -14,6 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use super::deadline::within;
 use super::harness::Reply;
 
 /// A server on loopback (in this process or another one) and a client.
@@ -78,16 +79,25 @@ impl Server {
             .await
     }
 
-    /// Sends a request built by the caller.
+    /// Sends a request built by the caller and reads the whole reply,
+    /// within the [`DEADLINE`](super::deadline::DEADLINE).
     pub async fn send_request(&self, request: Request<Full<Bytes>>) -> Reply {
-        let response = self.client.request(request).await.expect("HTTP request");
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("read body").to_bytes();
-        Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
+        let what = format!(
+            "request {} {} never answered",
+            request.method(),
+            request.uri()
+        );
+        within(what, async {
+            let response = self.client.request(request).await.expect("HTTP request");
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.expect("read body").to_bytes();
+            Reply {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            }
+        })
+        .await
     }
 
     /// `GET path` without credentials.

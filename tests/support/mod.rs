@@ -1,6 +1,7 @@
 //! Helpers shared by the test binaries. Each binary declares `mod support;`
 //! (and `#[macro_use] mod suites;` where the store-agnostic cases run):
 //!
+//! * [`deadline`]: every wait fails with a message instead of hanging.
 //! * [`harness`]: drive a router in-process: requests, replies, gates,
 //!   counters.
 //! * [`apps`]: the routes the cases drive.
@@ -15,6 +16,7 @@
 
 pub mod apps;
 pub mod classroom;
+pub mod deadline;
 pub mod harness;
 pub mod http;
 pub mod redis_server;

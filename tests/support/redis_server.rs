@@ -7,17 +7,20 @@
 //! which case they panic.
 //!
 //! Talking to the servers uses a tiny blocking RESP client over std, so this
-//! module needs nothing but the standard library.
+//! module needs nothing but the standard library. Its waits block (it is
+//! called from synchronous code too), and each has a deadline.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::deadline::DEADLINE;
 
 const SKIP_MESSAGE: &str =
     "SKIP: redis-server not found on PATH; set TAGCACHE_REQUIRE_REDIS=1 to fail instead";
@@ -90,7 +93,7 @@ fn free_port() -> u16 {
 /// A free port below 22768 whose cluster bus port (+10000) is free too.
 fn free_cluster_port() -> u16 {
     let mut seed = unique();
-    loop {
+    for _ in 0..10_000 {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
@@ -100,6 +103,7 @@ fn free_cluster_port() -> u16 {
             return port;
         }
     }
+    panic!("no free port pair (p, p + 10000) below 22768");
 }
 
 /// One `redis-server` process.
@@ -189,7 +193,8 @@ impl RedisServer {
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
         let mut child = command.spawn()?;
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let limit = Duration::from_secs(10);
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = child.try_wait()? {
                 return Err(io::Error::other(format!(
@@ -207,7 +212,11 @@ impl RedisServer {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(io::Error::other("redis-server did not answer PING"));
+                return Err(io::Error::other(format!(
+                    "redis-server on port {} never answered PING within {} s",
+                    self.port,
+                    limit.as_secs()
+                )));
             }
             sleep(Duration::from_millis(20));
         }
@@ -225,18 +234,21 @@ impl RedisServer {
     /// no persistence). Retries while the port is being released.
     pub fn restart(&mut self) {
         self.stop();
-        let mut last = None;
-        for _ in 0..50 {
-            match self.try_start() {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let error = match self.try_start() {
                 Ok(()) => return,
-                Err(e) => last = Some(e),
+                Err(error) => error,
+            };
+            if Instant::now() > deadline {
+                panic!(
+                    "redis-server never restarted on port {} within {} s: {error}",
+                    self.port,
+                    DEADLINE.as_secs()
+                );
             }
             sleep(Duration::from_millis(100));
         }
-        panic!(
-            "could not restart redis-server on port {}: {last:?}",
-            self.port
-        );
     }
 
     /// Freezes the process (SIGSTOP): connections stay open, nothing answers.
@@ -390,13 +402,13 @@ impl RedisCluster {
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        let output = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli");
+        create
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()?;
+            .args(["--cluster-replicas", "0", "--cluster-yes"]);
+        let output = output_within(create, "redis-cli --cluster create")?;
         if !output.status.success() {
             return Err(io::Error::other(format!(
                 "redis-cli --cluster create failed: {}{}",
@@ -405,7 +417,7 @@ impl RedisCluster {
             )));
         }
         let cluster = RedisCluster { nodes };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + DEADLINE;
         loop {
             let ready = cluster.nodes.iter().all(|node| {
                 let info = node.cmd_str(&["CLUSTER", "INFO"]).text();
@@ -417,7 +429,10 @@ impl RedisCluster {
                 return Ok(cluster);
             }
             if Instant::now() > deadline {
-                return Err(io::Error::other("cluster never reached cluster_state:ok"));
+                return Err(io::Error::other(format!(
+                    "the cluster never reached cluster_state:ok within {} s",
+                    DEADLINE.as_secs()
+                )));
             }
             sleep(Duration::from_millis(50));
         }
@@ -455,6 +470,30 @@ impl RedisCluster {
         }
         panic!("no owner for slot {slot}");
     }
+}
+
+/// Runs `command` to its end and returns its output, or an error once the
+/// [`DEADLINE`] has passed (the process is killed then). Its output is
+/// small: it is read after it exits.
+fn output_within(mut command: Command, what: &str) -> io::Result<Output> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + DEADLINE;
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::other(format!(
+                "{what} never finished within {} s",
+                DEADLINE.as_secs()
+            )));
+        }
+        sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output()
 }
 
 /// A RESP value, as Redis answers a command.
