@@ -105,13 +105,19 @@ macro_rules! store_suite {
     };
 }
 
+/// Each case runs under the backstop, which names it when it never ends.
 macro_rules! store_suite_tests {
     (($make:expr) $($module:ident :: $case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 let make = $make;
-                suites::$module::$case(&make).await;
+                crate::support::deadline::within_for(
+                    crate::support::deadline::BACKSTOP,
+                    concat!("case ", module_path!(), "::", stringify!($case), " never finished"),
+                    suites::$module::$case(&make),
+                )
+                .await;
             }
         )*
     };
