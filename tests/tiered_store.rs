@@ -16,7 +16,7 @@ use support::apps::counting_app;
 use support::deadline::{backstop, eventually};
 use support::harness::{get_reply, Counter};
 use support::redis_server::RedisServer;
-use support::stores::tiered_over_redis;
+use support::stores::{tiered_over_redis, writes_answered};
 
 /// `/r` answering `call<n>`, tagged `t`, stored for 300 s.
 fn app(cache: &Cache, calls: Counter) -> Router {
@@ -30,9 +30,12 @@ async fn local_hits_cost_no_round_trip() {
         let Some(server) = RedisServer::start() else {
             return;
         };
-        let (cache, _remote) = tiered_over_redis(&server.url(), "local").await;
+        let (cache, remote) = tiered_over_redis(&server.url(), "local").await;
         let app = app(&cache, Counter::default());
         get_reply(&app, "/r").await;
+        // The fill's SET must be in before the first reading, or it is
+        // counted between the two.
+        writes_answered(&remote).await;
         let before = server.command_calls();
         for _ in 0..50 {
             assert!(get_reply(&app, "/r").await.is_hit());

@@ -11,6 +11,8 @@ use tagcache::stamp::{now_micros, Clock, TagBoard};
 use tagcache::{Cache, MemoryStore, RedisStore, TieredStore};
 use tagcache::{Entry, InvalidationMode, KeyHash, Stamp, Store, StoreFuture, Tag, Validity};
 
+#[cfg(feature = "redis")]
+use super::deadline::{eventually, Lazy};
 use super::harness::Gate;
 
 /// A `RedisStore` on `url` in namespace `ns`. Generous timeouts where a
@@ -25,6 +27,22 @@ pub async fn redis_store(url: &str, ns: &str) -> RedisStore {
         .build()
         .await
         .expect("store builds")
+}
+
+/// Waits until every write `store` has sent is answered. Until then a
+/// fill's `SET` may still be on its way: a snapshot of the server
+/// (`INFO commandstats`, `KEYS`) could miss it, and a write from outside
+/// could land before it and be overwritten.
+#[cfg(feature = "redis")]
+pub async fn writes_answered(store: &RedisStore) {
+    let what = Lazy(|| {
+        let in_flight = store.writes_in_flight();
+        format!(
+            "the writes of namespace {} answered by Redis ({in_flight} in flight at the deadline)",
+            store.namespace()
+        )
+    });
+    eventually(what, || async { store.writes_in_flight() == 0 }).await;
 }
 
 /// A cache over a local memory tier over [`redis_store`], and that
