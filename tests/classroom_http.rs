@@ -612,6 +612,13 @@ async fn the_example_over_redis_keeps_entries_across_restarts() {
         assert_eq!(miss.status, StatusCode::OK);
         assert_not_hit(&miss, "first GET over Redis");
         assert_hit(&server.get(path).await, "second GET over Redis");
+        // The hit may be the process's own write still on its way to Redis:
+        // killed before it lands, the entry would be lost.
+        let redis_ref = &redis;
+        eventually("the entry is in Redis", || async move {
+            redis_ref.entry_keys("classroom").len() == 1
+        })
+        .await;
         drop(first);
 
         let (_second, addr) = start_example(&binary, &args).await;

@@ -19,7 +19,7 @@ use support::apps::{items_app, Stream, BACK, DOWN, UP};
 use support::deadline::{backstop, eventually};
 use support::harness::{get_reply, wait_for_hit, Counter};
 use support::redis_server::{RedisServer, Resp};
-use support::stores::redis_store;
+use support::stores::{redis_store, writes_answered};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_values_are_misses_and_get_overwritten() {
@@ -36,6 +36,7 @@ async fn undecodable_values_are_misses_and_get_overwritten() {
         assert_eq!(first.text(), "item 1");
         wait_for_hit(&app, "/items/1").await;
         assert_eq!(origin.get(), 1);
+        writes_answered(&store).await;
         let key = server.only_entry_key("garbage");
         assert_eq!(key.len(), "garbage:e:".len() + 32, "fixed-length key");
         let valid = server.raw_value(&key);
@@ -55,12 +56,7 @@ async fn undecodable_values_are_misses_and_get_overwritten() {
             // The fill's SET must be fully answered first: while it is in
             // flight, this instance reads its own write, not what another
             // client puts in Redis meanwhile.
-            let in_flight = store.clone();
-            eventually("the fill's write is answered", || {
-                let store = in_flight.clone();
-                async move { store.writes_in_flight() == 0 }
-            })
-            .await;
+            writes_answered(&store).await;
             let corrupt_before = store.corrupt_entries();
             assert_eq!(server.cmd(&[b"SET", &key, &raw]), Resp::Simple("OK".into()));
             let reply = get_reply(&app, "/items/1").await;
@@ -87,11 +83,15 @@ async fn wrong_type_at_entry_key_is_a_store_error_then_overwritten() {
         let Some(server) = RedisServer::start() else {
             return;
         };
-        let cache = Cache::new(redis_store(&server.url(), "wrongtype").await);
+        let store = redis_store(&server.url(), "wrongtype").await;
+        let cache = Cache::new(store.clone());
         let origin = Counter::default();
         let app = items_app(&cache, origin.clone());
         get_reply(&app, "/items/1").await;
         wait_for_hit(&app, "/items/1").await;
+        // The fill's SET is in: it can neither be missed by KEYS nor land
+        // on top of the hash.
+        writes_answered(&store).await;
         let key = server.only_entry_key("wrongtype");
         server.cmd(&[b"DEL", &key]);
         assert_eq!(server.cmd(&[b"HSET", &key, b"f", b"v"]), Resp::Int(1));
@@ -116,11 +116,15 @@ async fn a_hit_costs_exactly_one_get() {
         let Some(server) = RedisServer::start() else {
             return;
         };
-        let cache = Cache::new(redis_store(&server.url(), "onecmd").await);
+        let store = redis_store(&server.url(), "onecmd").await;
+        let cache = Cache::new(store.clone());
         let origin = Counter::default();
         let app = items_app(&cache, origin.clone());
         get_reply(&app, "/items/7").await;
         wait_for_hit(&app, "/items/7").await;
+        // The fill's SET must be in before the first reading, or it is
+        // counted between the two.
+        writes_answered(&store).await;
 
         const HITS: u64 = 50;
         let before = server.command_calls();
@@ -161,10 +165,11 @@ async fn entries_expire_by_px_within_retention_and_max_entry_life() {
             .build()
             .await
             .unwrap();
-        let cache = Cache::new(store);
+        let cache = Cache::new(store.clone());
         let app = items_app(&cache, Counter::default());
         get_reply(&app, "/items/1").await;
         wait_for_hit(&app, "/items/1").await;
+        writes_answered(&store).await;
         let key = String::from_utf8(server.only_entry_key("px")).unwrap();
         let pttl = server.int(&["PTTL", &key]);
         // TTL 300 s capped by max_entry_life 60 s.
@@ -179,7 +184,8 @@ async fn invalidations_reach_other_instances() {
         let Some(server) = RedisServer::start() else {
             return;
         };
-        let cache_a = Cache::new(redis_store(&server.url(), "shared").await);
+        let store_a = redis_store(&server.url(), "shared").await;
+        let cache_a = Cache::new(store_a.clone());
         let cache_b = Cache::new(redis_store(&server.url(), "shared").await);
         let (origin_a, origin_b) = (Counter::default(), Counter::default());
         let app_a = items_app(&cache_a, origin_a.clone());
@@ -189,6 +195,8 @@ async fn invalidations_reach_other_instances() {
         for id in 1..=3 {
             get_reply(&app_a, &format!("/items/{id}")).await;
             wait_for_hit(&app_a, &format!("/items/{id}")).await;
+            // A hit on A may be its own write still on its way to Redis.
+            writes_answered(&store_a).await;
             let reply = get_reply(&app_b, &format!("/items/{id}")).await;
             assert!(reply.is_hit(), "{}", reply.cache_status());
         }
@@ -250,12 +258,14 @@ async fn a_new_instance_loads_entries_and_stamps() {
             return;
         };
         {
-            let cache = Cache::new(redis_store(&server.url(), "restart").await);
+            let store = redis_store(&server.url(), "restart").await;
+            let cache = Cache::new(store.clone());
             let app = items_app(&cache, Counter::default());
             for id in ["kept", "gone"] {
                 get_reply(&app, &format!("/items/{id}")).await;
                 wait_for_hit(&app, &format!("/items/{id}")).await;
             }
+            writes_answered(&store).await;
             cache.invalidate(["item:gone"]).await.unwrap();
             // Dropped here: the next instance starts from Redis alone.
         }
@@ -307,6 +317,9 @@ async fn serves_from_origin_while_redis_is_down_and_resumes_after() {
             get_reply(&app, &format!("/items/{id}")).await;
             wait_for_hit(&app, &format!("/items/{id}")).await;
         }
+        // No fill may still be on its way when Redis goes: this instance
+        // would answer its own write meanwhile.
+        writes_answered(&store).await;
         let stream = Stream::start(app.clone());
         stream.wait_for(20).await;
         assert!(stream.hits_in(UP) > 0);
@@ -372,6 +385,9 @@ async fn a_frozen_redis_times_out_and_recovers() {
         let app = items_app(&cache, Counter::default());
         get_reply(&app, "/items/1").await;
         wait_for_hit(&app, "/items/1").await;
+        // A write still in flight would be answered from this instance's
+        // own record instead of failing on the frozen server.
+        writes_answered(&store).await;
 
         server.pause();
         for _ in 0..3 {
