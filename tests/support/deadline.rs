@@ -10,6 +10,7 @@
 
 use std::fmt::{self, Display};
 use std::future::{Future, IntoFuture};
+use std::panic::Location;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -26,28 +27,47 @@ const POLL: Duration = Duration::from_millis(10);
 
 /// Awaits `fut`; if it has not finished after [`DEADLINE`], panics with
 /// `what`, a phrase saying what never happened ("request GET /r never
-/// answered"), followed by "within 30 s".
-pub async fn within<T>(what: impl Display, fut: impl Future<Output = T>) -> T {
-    within_for(DEADLINE, what, fut).await
+/// answered"), followed by "within 30 s" and where the test was waiting.
+///
+/// This and the helpers built on it are plain functions returning a future,
+/// not `async fn`s, so that `#[track_caller]` can name the caller's line.
+#[track_caller]
+pub fn within<T>(what: impl Display, fut: impl Future<Output = T>) -> impl Future<Output = T> {
+    within_for(DEADLINE, what, fut)
 }
 
 /// [`within`] with a limit of its own.
-pub async fn within_for<T>(limit: Duration, what: impl Display, fut: impl Future<Output = T>) -> T {
+#[track_caller]
+pub fn within_for<T>(
+    limit: Duration,
+    what: impl Display,
+    fut: impl Future<Output = T>,
+) -> impl Future<Output = T> {
+    within_at(limit, Location::caller(), what, fut)
+}
+
+async fn within_at<T>(
+    limit: Duration,
+    at: &'static Location<'static>,
+    what: impl Display,
+    fut: impl Future<Output = T>,
+) -> T {
     // The future is dropped before `what` is shown, so a `Lazy` message
     // sees the state it left behind.
     let result = tokio::time::timeout(limit, fut).await;
     match result {
         Ok(value) => value,
-        Err(_) => panic!("{what} within {} s", limit.as_secs()),
+        Err(_) => panic!("{what} within {} s (waiting at {at})", limit.as_secs()),
     }
 }
 
 /// Runs a whole test body under [`BACKSTOP`], failing with the test's name
 /// (the name of the thread the test harness runs it on).
-pub async fn backstop<T>(body: impl Future<Output = T>) -> T {
+#[track_caller]
+pub fn backstop<T>(body: impl Future<Output = T>) -> impl Future<Output = T> {
     let thread = std::thread::current();
     let name = thread.name().unwrap_or("(unnamed)");
-    within_for(BACKSTOP, format!("test {name} never finished"), body).await
+    within_for(BACKSTOP, format!("test {name} never finished"), body)
 }
 
 /// A message worked out only when it is shown, so that it can report the
@@ -62,17 +82,22 @@ impl<F: Fn() -> String> Display for Lazy<F> {
 
 /// Polls `condition` every 10 ms until it holds; panics with
 /// "condition never held: `what`" at the [`DEADLINE`].
-pub async fn eventually<F, Fut>(what: impl Display, mut condition: F)
+#[track_caller]
+pub fn eventually<F, Fut>(what: impl Display, mut condition: F) -> impl Future<Output = ()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let poll = async {
-        while !condition().await {
-            tokio::time::sleep(POLL).await;
-        }
-    };
-    within(Lazy(|| format!("condition never held: {what}")), poll).await;
+    let at = Location::caller();
+    async move {
+        let poll = async {
+            while !condition().await {
+                tokio::time::sleep(POLL).await;
+            }
+        };
+        let what = Lazy(|| format!("condition never held: {what}"));
+        within_at(DEADLINE, at, what, poll).await;
+    }
 }
 
 /// A task whose `.await` is bounded: it gives the task's result (`Err` when
@@ -106,7 +131,8 @@ impl<T: Send + 'static> IntoFuture for Spawned<T> {
     type Output = Result<T, JoinError>;
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
 
+    #[track_caller]
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { within(self.what, self.handle).await })
+        Box::pin(within(self.what, self.handle))
     }
 }

@@ -1,6 +1,7 @@
 //! Small tools for driving routers in tests: send a request, read the reply,
 //! hold a handler at a gate, count origin calls.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -84,18 +85,16 @@ impl Reply {
 
 /// Sends `request` through `app` and reads the whole reply, within the
 /// [`DEADLINE`](super::deadline::DEADLINE).
-pub async fn send(app: &Router, request: Request<Body>) -> Reply {
+#[track_caller]
+pub fn send(app: &Router, request: Request<Body>) -> impl Future<Output = Reply> {
     let what = format!(
         "request {} {} never answered",
         request.method(),
         request.uri()
     );
-    within(what, async {
-        let response = app
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("router is infallible");
+    let app = app.clone();
+    within(what, async move {
+        let response = app.oneshot(request).await.expect("router is infallible");
         let (parts, body) = response.into_parts();
         let body = body.collect().await.expect("body reads").to_bytes();
         Reply {
@@ -104,7 +103,6 @@ pub async fn send(app: &Router, request: Request<Body>) -> Reply {
             body,
         }
     })
-    .await
 }
 
 pub fn get(uri: &str) -> Request<Body> {
@@ -119,8 +117,9 @@ pub fn get_with(uri: &str, headers: &[(&str, &str)]) -> Request<Body> {
     builder.body(Body::empty()).unwrap()
 }
 
-pub async fn get_reply(app: &Router, uri: &str) -> Reply {
-    send(app, get(uri)).await
+#[track_caller]
+pub fn get_reply(app: &Router, uri: &str) -> impl Future<Output = Reply> {
+    send(app, get(uri))
 }
 
 /// Sends `GET uri` from a task of its own; awaiting it is bounded (see
@@ -174,16 +173,15 @@ impl Gate {
     }
 
     /// Waits until `n` more handlers have arrived at the gate.
-    pub async fn arrived(&self, n: u32) {
+    #[track_caller]
+    pub fn arrived(&self, n: u32) -> impl Future<Output = ()> + '_ {
         let entered = &self.entered;
-        let what = Lazy(|| {
+        let what = Lazy(move || {
             let arrived = entered.available_permits();
             format!("only {arrived} of {n} handlers reached the gate")
         });
-        within(what, entered.acquire_many(n))
-            .await
-            .expect("gate lives")
-            .forget();
+        let arrival = within(what, entered.acquire_many(n));
+        async move { arrival.await.expect("gate lives").forget() }
     }
 
     pub fn open(&self) {
@@ -196,22 +194,22 @@ impl Gate {
 }
 
 /// Waits (bounded) until `uri` is answered as a fresh hit.
-pub async fn wait_for_hit(app: &Router, uri: &str) {
-    let app = app.clone();
+#[track_caller]
+pub fn wait_for_hit(app: &Router, uri: &str) -> impl Future<Output = ()> {
+    let (app, uri) = (app.clone(), uri.to_owned());
     eventually(format!("{uri} is a hit"), move || {
-        let app = app.clone();
-        let uri = uri.to_owned();
+        let (app, uri) = (app.clone(), uri.clone());
         async move { get_reply(&app, &uri).await.is_hit() }
     })
-    .await;
 }
 
 /// Waits until exactly `n` requests are waiting on a flight: the test then
 /// knows they joined before it lets the leader go on.
-pub async fn until_waiting(cache: &tagcache::Cache, n: usize) {
-    let what = Lazy(|| {
+#[track_caller]
+pub fn until_waiting(cache: &tagcache::Cache, n: usize) -> impl Future<Output = ()> + '_ {
+    let what = Lazy(move || {
         let waiting = cache.waiting_requests();
         format!("{n} requests waiting on a flight ({waiting} waiting at the deadline)")
     });
-    eventually(what, || async { cache.waiting_requests() == n }).await;
+    eventually(what, move || async move { cache.waiting_requests() == n })
 }

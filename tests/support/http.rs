@@ -2,6 +2,7 @@
 //! a server already listening (another process), and send requests with
 //! hyper's client.
 
+use std::future::Future;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
@@ -58,13 +59,14 @@ impl Server {
     }
 
     /// Sends a request; `json` is sent as an `application/json` body.
-    pub async fn send(
+    #[track_caller]
+    pub fn send(
         &self,
         method: Method,
         path: &str,
         token: Option<&str>,
         json: Option<&str>,
-    ) -> Reply {
+    ) -> impl Future<Output = Reply> + '_ {
         let mut request = Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.addr));
@@ -76,12 +78,12 @@ impl Server {
         }
         let body = Full::new(Bytes::from(json.unwrap_or_default().to_owned()));
         self.send_request(request.body(body).expect("valid request"))
-            .await
     }
 
     /// Sends a request built by the caller and reads the whole reply,
     /// within the [`DEADLINE`](super::deadline::DEADLINE).
-    pub async fn send_request(&self, request: Request<Full<Bytes>>) -> Reply {
+    #[track_caller]
+    pub fn send_request(&self, request: Request<Full<Bytes>>) -> impl Future<Output = Reply> + '_ {
         let what = format!(
             "request {} {} never answered",
             request.method(),
@@ -97,16 +99,17 @@ impl Server {
                 body,
             }
         })
-        .await
     }
 
     /// `GET path` without credentials.
-    pub async fn get(&self, path: &str) -> Reply {
-        self.send(Method::GET, path, None, None).await
+    #[track_caller]
+    pub fn get(&self, path: &str) -> impl Future<Output = Reply> + '_ {
+        self.send(Method::GET, path, None, None)
     }
 
     /// `GET path` with `Authorization: Bearer token`.
-    pub async fn get_as(&self, path: &str, token: &str) -> Reply {
-        self.send(Method::GET, path, Some(token), None).await
+    #[track_caller]
+    pub fn get_as(&self, path: &str, token: &str) -> impl Future<Output = Reply> + '_ {
+        self.send(Method::GET, path, Some(token), None)
     }
 }

@@ -34,15 +34,16 @@ pub async fn redis_store(url: &str, ns: &str) -> RedisStore {
 /// (`INFO commandstats`, `KEYS`) could miss it, and a write from outside
 /// could land before it and be overwritten.
 #[cfg(feature = "redis")]
-pub async fn writes_answered(store: &RedisStore) {
-    let what = Lazy(|| {
+#[track_caller]
+pub fn writes_answered(store: &RedisStore) -> impl std::future::Future<Output = ()> + '_ {
+    let what = Lazy(move || {
         let in_flight = store.writes_in_flight();
         format!(
             "the writes of namespace {} answered by Redis ({in_flight} in flight at the deadline)",
             store.namespace()
         )
     });
-    eventually(what, || async { store.writes_in_flight() == 0 }).await;
+    eventually(what, move || async move { store.writes_in_flight() == 0 })
 }
 
 /// A cache over a local memory tier over [`redis_store`], and that
