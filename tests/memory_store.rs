@@ -3,6 +3,7 @@
 
 #[macro_use]
 mod suites;
+mod support;
 
 store_suite!(|| async { tagcache::Cache::default() });
 

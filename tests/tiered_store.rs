@@ -4,102 +4,88 @@
 #[macro_use]
 #[allow(unused_macros)]
 mod suites;
-#[path = "support/redis_server.rs"]
-mod redis_server;
+mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::routing::get;
 use axum::Router;
-use tagcache::{Cache, MemoryStore, RedisStore, TieredStore};
+use tagcache::Cache;
 
-use redis_server::RedisServer;
-use suites::harness::{eventually, get_reply, Counter};
+use support::apps::counting_app;
+use support::deadline::{backstop, eventually};
+use support::harness::{get_reply, Counter};
+use support::redis_server::RedisServer;
+use support::stores::{tiered_over_redis, writes_answered};
 
-async fn tiered(url: &str, ns: &str) -> Cache {
-    let remote = RedisStore::builder(url)
-        .namespace(ns)
-        .connect_timeout(Duration::from_secs(2))
-        .response_timeout(Duration::from_secs(2))
-        .build()
-        .await
-        .expect("store builds");
-    Cache::new(TieredStore::new(MemoryStore::default(), remote))
-}
-
+/// `/r` answering `call<n>`, tagged `t`, stored for 300 s.
 fn app(cache: &Cache, calls: Counter) -> Router {
-    Router::new().route(
-        "/r",
-        get(move || {
-            let calls = calls.clone();
-            async move { format!("call{}", calls.bump()) }
-        })
-        .route_layer(
-            cache
-                .layer("r")
-                .tags(|_, _| ["t"])
-                .ttl(Duration::from_secs(300)),
-        ),
-    )
+    counting_app(cache, calls, |l| l.ttl(Duration::from_secs(300)))
 }
 
 /// Local hits send nothing to Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_hits_cost_no_round_trip() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
-    let cache = tiered(&server.url(), "local").await;
-    let app = app(&cache, Counter::default());
-    get_reply(&app, "/r").await;
-    let before = server.command_calls();
-    for _ in 0..50 {
-        assert!(get_reply(&app, "/r").await.is_hit());
-    }
-    let after = server.command_calls();
-    let sent: u64 = after
-        .iter()
-        .map(|(name, n)| n - before.get(name).copied().unwrap_or(0))
-        .sum();
-    // `info` itself is the only command between the two readings.
-    assert!(
-        sent <= 1,
-        "local hits reached Redis: {before:?} -> {after:?}"
-    );
+    backstop(async {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let (cache, remote) = tiered_over_redis(&server.url(), "local").await;
+        let app = app(&cache, Counter::default());
+        get_reply(&app, "/r").await;
+        // The fill's SET must be in before the first reading, or it is
+        // counted between the two.
+        writes_answered(&remote).await;
+        let before = server.command_calls();
+        for _ in 0..50 {
+            assert!(get_reply(&app, "/r").await.is_hit());
+        }
+        let after = server.command_calls();
+        let sent: u64 = after
+            .iter()
+            .map(|(name, n)| n - before.get(name).copied().unwrap_or(0))
+            .sum();
+        // `info` itself is the only command between the two readings.
+        assert!(
+            sent <= 1,
+            "local hits reached Redis: {before:?} -> {after:?}"
+        );
+    })
+    .await;
 }
 
 /// An invalidation on one instance reaches the other instance's local copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidation_reaches_other_instances_local_tier() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
-    let (a, b) = (
-        tiered(&server.url(), "two").await,
-        tiered(&server.url(), "two").await,
-    );
-    let (calls_a, calls_b) = (Counter::default(), Counter::default());
-    let (app_a, app_b) = (app(&a, calls_a.clone()), app(&b, calls_b.clone()));
-    get_reply(&app_a, "/r").await;
-    // A stores after answering: wait until its entry is in Redis.
-    let server_ref = &server;
-    eventually("A's entry is in Redis", 500, || async move {
-        server_ref.keys("two:e:*").len() == 1
+    backstop(async {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let (a, _) = tiered_over_redis(&server.url(), "two").await;
+        let (b, _) = tiered_over_redis(&server.url(), "two").await;
+        let (calls_a, calls_b) = (Counter::default(), Counter::default());
+        let (app_a, app_b) = (app(&a, calls_a.clone()), app(&b, calls_b.clone()));
+        get_reply(&app_a, "/r").await;
+        // A stores after answering: wait until its entry is in Redis.
+        let server_ref = &server;
+        eventually("A's entry is in Redis", || async move {
+            server_ref.keys("two:e:*").len() == 1
+        })
+        .await;
+        // B reads A's entry from Redis, then from its own tier.
+        assert!(get_reply(&app_b, "/r").await.is_hit());
+        assert!(get_reply(&app_b, "/r").await.is_hit());
+        assert_eq!(calls_b.get(), 0);
+        a.invalidate(["t"]).await.unwrap();
+        let app_b2 = app_b.clone();
+        eventually("B's local copy is invalidated", || {
+            let app = app_b2.clone();
+            async move { !get_reply(&app, "/r").await.is_hit() }
+        })
+        .await;
+        assert!(calls_b.get() >= 1);
     })
     .await;
-    // B reads A's entry from Redis, then from its own tier.
-    assert!(get_reply(&app_b, "/r").await.is_hit());
-    assert!(get_reply(&app_b, "/r").await.is_hit());
-    assert_eq!(calls_b.get(), 0);
-    a.invalidate(["t"]).await.unwrap();
-    let app_b2 = app_b.clone();
-    eventually("B's local copy is invalidated", 500, || {
-        let app = app_b2.clone();
-        async move { !get_reply(&app, "/r").await.is_hit() }
-    })
-    .await;
-    assert!(calls_b.get() >= 1);
 }
 
 /// Every shared suite case, each over a tiered store on one server.
@@ -114,7 +100,7 @@ mod suite {
             let url = server.as_ref().map(RedisServer::url);
             Box::pin(async move {
                 match url {
-                    Some(url) => tiered(&url, &format!("tiered{n}")).await,
+                    Some(url) => tiered_over_redis(&url, &format!("tiered{n}")).await.0,
                     None => Cache::default(),
                 }
             })

@@ -3,20 +3,30 @@
 //! ```ignore
 //! #[macro_use]
 //! mod suites;
+//! mod support;
 //! store_suite!(|| async { tagcache::Cache::default() });
 //! ```
 //!
 //! expands to one `#[tokio::test]` per case, each with a fresh cache from
 //! the factory; `with_cases!(my_macro!(args))` hands the case list to any
 //! other runner (the cluster test runs them in sequence on one cluster).
-#![allow(dead_code)]
+//!
+//! Only cases live here, one file per topic; the routes they drive and the
+//! tools they drive them with are in `tests/support`. A case missing from
+//! `with_cases!` is dead code, which the lint step rejects.
 
-pub mod harness;
+pub mod coalescing;
+pub mod conditional;
+pub mod freshness;
+pub mod identity;
+pub mod invalidation;
 pub mod query;
-pub mod races;
-pub mod semantics;
+pub mod reporting;
+pub mod stale;
+pub mod storing;
 pub mod stress;
 pub mod variants;
+pub mod vary;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -42,49 +52,49 @@ where
 macro_rules! with_cases {
     ($callback:ident ! ( $($args:tt)* )) => {
         $callback!(($($args)*)
-            semantics::miss_then_hit_is_byte_identical,
-            semantics::only_get_and_head_are_cached,
-            semantics::head_is_answered_from_stored_get,
-            semantics::statuses_are_configurable,
-            semantics::unshareable_responses_are_never_stored,
-            semantics::credentials_bypass_unless_per_user,
-            semantics::per_user_never_crosses_identities,
-            semantics::private_is_stored_only_per_user,
-            semantics::vary_selects_variants,
-            semantics::if_none_match_gets_304_from_cache,
-            semantics::response_max_age_caps_route_ttl,
-            semantics::client_no_cache_does_not_force_origin_by_default,
-            semantics::large_bodies_pass_through_unstored,
-            semantics::streaming_bodies_are_stored_only_within_the_limit,
-            semantics::tags_from_response_extension_invalidate,
-            semantics::invalidate_layer_reads_own_write,
-            semantics::handler_invalidates_through_extractor,
-            semantics::purge_reaches_every_variant,
-            semantics::key_function_controls_bypass_and_sharing,
-            semantics::cache_name_is_configurable,
-            semantics::stats_count_per_route,
-            semantics::declared_vary_headers_never_mix_variants,
-            semantics::default_key_never_mixes_hosts,
-            semantics::extreme_lifetimes_do_not_overflow,
-            semantics::no_304_for_stored_non_2xx,
-            semantics::request_no_store_is_answered_but_not_stored,
-            races::herd_of_misses_makes_one_origin_call,
-            races::collapsed_waiters_are_marked,
-            races::fill_in_flight_during_invalidation_is_not_served,
-            races::body_streaming_during_invalidation_is_not_served,
-            races::invalidation_before_fill_does_not_poison_later_fills,
-            races::waiter_arriving_after_invalidation_skips_old_flight,
-            races::cancelled_leader_hands_over,
-            races::panicking_leader_hands_over,
-            races::unshareable_response_is_not_handed_to_waiters,
-            races::waiters_stop_waiting_after_timeout,
-            races::coalescing_can_be_turned_off,
-            races::stale_while_revalidate_refreshes_once,
-            races::refresh_racing_invalidation_is_not_served,
-            races::stale_if_error_covers_5xx_and_errors,
-            races::invalidated_entry_is_never_served_stale,
-            races::soft_invalidation_serves_stale_under_swr,
-            races::must_revalidate_is_never_served_stale,
+            storing::miss_then_hit_is_byte_identical,
+            storing::only_get_and_head_are_cached,
+            storing::head_is_answered_from_stored_get,
+            storing::statuses_are_configurable,
+            storing::unshareable_responses_are_never_stored,
+            storing::large_bodies_pass_through_unstored,
+            storing::streaming_bodies_are_stored_only_within_the_limit,
+            storing::request_no_store_is_answered_but_not_stored,
+            freshness::response_max_age_caps_route_ttl,
+            freshness::client_no_cache_does_not_force_origin_by_default,
+            freshness::extreme_lifetimes_do_not_overflow,
+            conditional::if_none_match_gets_304_from_cache,
+            conditional::no_304_for_stored_non_2xx,
+            vary::vary_selects_variants,
+            vary::declared_vary_headers_never_mix_variants,
+            identity::credentials_bypass_unless_per_user,
+            identity::per_user_never_crosses_identities,
+            identity::private_is_stored_only_per_user,
+            identity::key_function_controls_bypass_and_sharing,
+            identity::default_key_never_mixes_hosts,
+            reporting::cache_name_is_configurable,
+            reporting::stats_count_per_route,
+            invalidation::tags_from_response_extension_invalidate,
+            invalidation::invalidate_layer_reads_own_write,
+            invalidation::handler_invalidates_through_extractor,
+            invalidation::purge_reaches_every_variant,
+            invalidation::fill_in_flight_during_invalidation_is_not_served,
+            invalidation::body_streaming_during_invalidation_is_not_served,
+            invalidation::invalidation_before_fill_does_not_poison_later_fills,
+            coalescing::herd_of_misses_makes_one_origin_call,
+            coalescing::collapsed_waiters_are_marked,
+            coalescing::waiter_arriving_after_invalidation_skips_old_flight,
+            coalescing::cancelled_leader_hands_over,
+            coalescing::panicking_leader_hands_over,
+            coalescing::unshareable_response_is_not_handed_to_waiters,
+            coalescing::waiters_stop_waiting_after_timeout,
+            coalescing::coalescing_can_be_turned_off,
+            stale::stale_while_revalidate_refreshes_once,
+            stale::refresh_racing_invalidation_is_not_served,
+            stale::stale_if_error_covers_5xx_and_errors,
+            stale::invalidated_entry_is_never_served_stale,
+            stale::soft_invalidation_serves_stale_under_swr,
+            stale::must_revalidate_is_never_served_stale,
             stress::randomized_reads_never_stale,
             query::query_spellings_share_one_entry,
             query::ignored_query_parameters_never_select_a_response,
@@ -103,13 +113,19 @@ macro_rules! store_suite {
     };
 }
 
+/// Each case runs under the backstop, which names it when it never ends.
 macro_rules! store_suite_tests {
     (($make:expr) $($module:ident :: $case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 let make = $make;
-                suites::$module::$case(&make).await;
+                crate::support::deadline::within_for(
+                    crate::support::deadline::BACKSTOP,
+                    concat!("case ", module_path!(), "::", stringify!($case), " never finished"),
+                    suites::$module::$case(&make),
+                )
+                .await;
             }
         )*
     };

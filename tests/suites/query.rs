@@ -9,8 +9,8 @@ use axum::routing::get;
 use axum::Router;
 use tagcache::{Cache, CacheLayer};
 
-use super::harness::*;
 use super::MakeCache;
+use crate::support::harness::*;
 
 /// `/q` and `/items/{id}` answer `call<n> <what they were asked>`.
 fn routes(cache: &Cache, calls: Counter, layer: impl Fn(CacheLayer) -> CacheLayer) -> Router {

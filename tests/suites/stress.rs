@@ -12,8 +12,9 @@ use axum::Router;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::harness::*;
 use super::MakeCache;
+use crate::support::deadline::spawn;
+use crate::support::harness::*;
 
 const TAGS: usize = 6;
 const KEYS: usize = 12;
@@ -70,7 +71,8 @@ pub async fn randomized_reads_never_stale(make: &dyn MakeCache) {
     let mut tasks = Vec::new();
     for task in 0..TASKS {
         let (app, cache, model) = (app.clone(), cache.clone(), model.clone());
-        tasks.push(tokio::spawn(async move {
+        let what = format!("stress task {task} never finished");
+        tasks.push(spawn(what, async move {
             let mut rng = StdRng::seed_from_u64(seed.wrapping_add(task));
             let mut reads = 0usize;
             for _ in 0..OPS_PER_TASK {

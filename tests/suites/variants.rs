@@ -13,8 +13,9 @@ use axum::routing;
 use axum::Router;
 use tagcache::Cache;
 
-use super::harness::*;
 use super::MakeCache;
+use crate::support::deadline::spawn;
+use crate::support::harness::*;
 
 /// The request's `Accept-Language`, or `-` without one.
 fn language(parts: &http::request::Parts) -> String {
@@ -106,7 +107,8 @@ pub async fn herd_of_variants_gets_each_its_own_with_one_call_per_variant(make: 
     let app = app(&cache, calls.clone(), gate.clone(), true);
     let spawn = |language: Option<&'static str>| {
         let app = app.clone();
-        tokio::spawn(async move {
+        let what = format!("request for {language:?} never answered");
+        spawn(what, async move {
             let reply = send(&app, with_language("/v/varying", language)).await;
             (language, reply)
         })
@@ -119,12 +121,7 @@ pub async fn herd_of_variants_gets_each_its_own_with_one_call_per_variant(make: 
             herd.push(spawn(language));
         }
     }
-    let cache_for_wait = cache.clone();
-    eventually("12 requests wait on the key's flight", 1000, move || {
-        let cache = cache_for_wait.clone();
-        async move { cache.waiting_requests() == 12 }
-    })
-    .await;
+    until_waiting(&cache, 12).await;
     gate.open();
     for request in herd {
         let (language, reply) = request.await.unwrap();

@@ -1,24 +1,24 @@
-//! Test helpers for the classroom example: start its router on a loopback
-//! port, talk to it over real HTTP, and read `/stats`.
+//! Test helpers for the classroom example: the process-wide metrics
+//! recorder its router reports to, `/stats` read over HTTP, assertions on
+//! its answers, and the example binary run as a process of its own.
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
-use hyper::{HeaderMap, Method, Request, StatusCode};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper::StatusCode;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::Value;
-use tagcache::Cache;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
-use crate::app::{router, AppConfig};
+use super::deadline::{within, within_for};
+use super::harness::Reply;
+use super::http::Server;
+
+/// How long building the example may take.
+const BUILD_DEADLINE: Duration = Duration::from_secs(300);
 
 /// The global metrics recorder, installed once for the whole test binary
 /// (every app in it shares the process-wide recorder).
@@ -33,145 +33,8 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
-/// A running classroom app (in this process or another one) and a client.
-pub struct Server {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    client: Client<HttpConnector, Full<Bytes>>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-/// One HTTP answer, body read to the end.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-impl Reply {
-    /// The body as JSON; panics with the body text if it is not JSON.
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}), status {}: {:?}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    /// The `Cache-Status` header, or "" when absent.
-    pub fn cache_status(&self) -> &str {
-        self.headers
-            .get("cache-status")
-            .map(|v| v.to_str().expect("cache-status is text"))
-            .unwrap_or("")
-    }
-
-    /// Whether the cache answered (a fresh hit).
-    pub fn is_hit(&self) -> bool {
-        let status = self.cache_status();
-        status.contains("; hit") && !status.contains("fwd=")
-    }
-
-    /// Asserts a 4xx JSON error answer and returns its message.
-    pub fn error_message(&self) -> String {
-        assert!(
-            self.status.is_client_error(),
-            "expected a 4xx, got {} with body {:?}",
-            self.status,
-            String::from_utf8_lossy(&self.body)
-        );
-        let json = self.json();
-        match json.get("error") {
-            Some(Value::String(message)) => message.clone(),
-            _ => panic!("expected {{\"error\": \"...\"}}, got {json}"),
-        }
-    }
-}
-
+/// The classroom example's `/stats` route, on a [`Server`] running it.
 impl Server {
-    /// Starts a fresh app (fresh data, fresh cache) on 127.0.0.1:0.
-    pub async fn start(origin_delay: Duration) -> Server {
-        let app = router(AppConfig {
-            origin_delay,
-            cache: Cache::default(),
-            metrics: Some(prometheus()),
-        });
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let addr = listener.local_addr().expect("local address");
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("serve");
-        });
-        let mut server = Server::connect(addr);
-        server.task = Some(task);
-        server
-    }
-
-    /// A client for a server already listening on `addr`.
-    pub fn connect(addr: SocketAddr) -> Server {
-        Server {
-            addr,
-            client: Client::builder(TokioExecutor::new()).build_http(),
-            task: None,
-        }
-    }
-
-    /// Sends a request; `json` is sent as an `application/json` body.
-    pub async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        json: Option<&str>,
-    ) -> Reply {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("http://{}{path}", self.addr));
-        if let Some(token) = token {
-            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
-        }
-        if json.is_some() {
-            request = request.header(CONTENT_TYPE, "application/json");
-        }
-        let body = Full::new(Bytes::from(json.unwrap_or_default().to_owned()));
-        self.send_request(request.body(body).expect("valid request"))
-            .await
-    }
-
-    /// Sends a request built by the caller.
-    pub async fn send_request(&self, request: Request<Full<Bytes>>) -> Reply {
-        let response = self.client.request(request).await.expect("HTTP request");
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("read body").to_bytes();
-        Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
-    }
-
-    /// `GET path` without credentials.
-    pub async fn get(&self, path: &str) -> Reply {
-        self.send(Method::GET, path, None, None).await
-    }
-
-    /// `GET path` with `Authorization: Bearer token`.
-    pub async fn get_as(&self, path: &str, token: &str) -> Reply {
-        self.send(Method::GET, path, Some(token), None).await
-    }
-
     /// `/stats` as JSON.
     pub async fn stats(&self) -> Value {
         let reply = self.get("/stats").await;
@@ -186,4 +49,128 @@ impl Server {
             .as_u64()
             .unwrap_or_else(|| panic!("no origin_calls for {route} in {stats}"))
     }
+}
+
+pub fn titles(list: &Value) -> Vec<String> {
+    list["sessions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no sessions array in {list}"))
+        .iter()
+        .map(|s| s["title"].as_str().expect("title").to_owned())
+        .collect()
+}
+
+pub fn assert_hit(reply: &Reply, what: &str) {
+    assert_eq!(reply.status, StatusCode::OK, "{what}: status");
+    assert!(
+        reply.is_hit(),
+        "{what}: expected a hit, cache-status {:?}",
+        reply.cache_status()
+    );
+    assert!(reply.headers.contains_key("age"), "{what}: hits carry Age");
+}
+
+pub fn assert_not_hit(reply: &Reply, what: &str) {
+    assert!(
+        reply.cache_status().contains("fwd="),
+        "{what}: expected the origin to answer, cache-status {:?}",
+        reply.cache_status()
+    );
+}
+
+/// The example binary next to this test binary: cargo puts tests in
+/// `target/<profile>/deps/` and examples in `target/<profile>/examples/`.
+///
+/// `cargo test` builds examples, but `cargo test --test classroom_http`
+/// does not, and would then run whatever binary an earlier build left. So
+/// when running under cargo, bring the example up to date first (cargo
+/// releases its build lock before it runs tests, so this cannot deadlock).
+/// Compiling may take a while on a loaded machine: call this before the
+/// test's [`backstop`](super::deadline::backstop), it has a bound of its
+/// own.
+pub async fn example_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test binary");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf();
+    if let (Ok(cargo), Some(target_dir)) = (std::env::var("CARGO"), profile_dir.parent()) {
+        let mut build = tokio::process::Command::new(cargo);
+        build
+            .args([
+                "build",
+                "--quiet",
+                "--example",
+                "classroom",
+                "--manifest-path",
+            ])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .env("CARGO_TARGET_DIR", target_dir)
+            .kill_on_drop(true);
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        if cfg!(feature = "redis") {
+            build.args(["--features", "redis"]);
+        }
+        let status = within_for(
+            BUILD_DEADLINE,
+            "cargo build --example classroom never finished",
+            build.status(),
+        )
+        .await
+        .expect("run cargo build --example classroom");
+        assert!(status.success(), "cargo build --example classroom failed");
+    }
+    let binary = profile_dir
+        .join("examples")
+        .join(format!("classroom{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.is_file(),
+        "the classroom example binary is not at {}: build it with `cargo build --example classroom`",
+        binary.display()
+    );
+    binary
+}
+
+/// Kills the child when the test ends, passing or failing.
+pub struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the example `binary` with `args` and reads the address it
+/// prints.
+pub async fn start_example(binary: &Path, args: &[&str]) -> (KillOnDrop, SocketAddr) {
+    let mut child = KillOnDrop(
+        Command::new(binary)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the classroom example"),
+    );
+    let stdout = child.0.stdout.take().expect("piped stdout");
+    // Read on a thread of its own; if the deadline passes, the child is
+    // killed as the panic unwinds, which ends the read.
+    let reading = tokio::task::spawn_blocking(move || {
+        let prefix = "classroom listening on http://";
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("read the example's stdout");
+            if let Some(addr) = line.trim().strip_prefix(prefix) {
+                return addr.parse::<SocketAddr>().expect("a socket address");
+            }
+        }
+        panic!("the example exited without printing {prefix:?}");
+    });
+    let addr = within("the classroom example never printed its address", reading)
+        .await
+        .expect("read the listening address");
+    assert_ne!(addr.port(), 0, "the real port is printed");
+    (child, addr)
 }

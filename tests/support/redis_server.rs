@@ -7,18 +7,20 @@
 //! which case they panic.
 //!
 //! Talking to the servers uses a tiny blocking RESP client over std, so this
-//! module needs nothing but the standard library.
-#![allow(dead_code)]
+//! module needs nothing but the standard library. Its waits block (it is
+//! called from synchronous code too), and each has a deadline.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::deadline::DEADLINE;
 
 const SKIP_MESSAGE: &str =
     "SKIP: redis-server not found on PATH; set TAGCACHE_REQUIRE_REDIS=1 to fail instead";
@@ -91,7 +93,7 @@ fn free_port() -> u16 {
 /// A free port below 22768 whose cluster bus port (+10000) is free too.
 fn free_cluster_port() -> u16 {
     let mut seed = unique();
-    loop {
+    for _ in 0..10_000 {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
@@ -101,6 +103,7 @@ fn free_cluster_port() -> u16 {
             return port;
         }
     }
+    panic!("no free port pair (p, p + 10000) below 22768");
 }
 
 /// One `redis-server` process.
@@ -190,7 +193,8 @@ impl RedisServer {
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
         let mut child = command.spawn()?;
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let limit = Duration::from_secs(10);
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = child.try_wait()? {
                 return Err(io::Error::other(format!(
@@ -199,7 +203,7 @@ impl RedisServer {
                     self.dir.join("redis.log").display()
                 )));
             }
-            if let Ok(Reply::Simple(pong)) = command_on(self.port, &[b"PING"]) {
+            if let Ok(Resp::Simple(pong)) = command_on(self.port, &[b"PING"]) {
                 if pong == "PONG" {
                     self.child = Some(child);
                     return Ok(());
@@ -208,7 +212,11 @@ impl RedisServer {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(io::Error::other("redis-server did not answer PING"));
+                return Err(io::Error::other(format!(
+                    "redis-server on port {} never answered PING within {} s",
+                    self.port,
+                    limit.as_secs()
+                )));
             }
             sleep(Duration::from_millis(20));
         }
@@ -226,18 +234,21 @@ impl RedisServer {
     /// no persistence). Retries while the port is being released.
     pub fn restart(&mut self) {
         self.stop();
-        let mut last = None;
-        for _ in 0..50 {
-            match self.try_start() {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let error = match self.try_start() {
                 Ok(()) => return,
-                Err(e) => last = Some(e),
+                Err(error) => error,
+            };
+            if Instant::now() > deadline {
+                panic!(
+                    "redis-server never restarted on port {} within {} s: {error}",
+                    self.port,
+                    DEADLINE.as_secs()
+                );
             }
             sleep(Duration::from_millis(100));
         }
-        panic!(
-            "could not restart redis-server on port {}: {last:?}",
-            self.port
-        );
     }
 
     /// Freezes the process (SIGSTOP): connections stay open, nothing answers.
@@ -261,13 +272,13 @@ impl RedisServer {
     }
 
     /// Runs one command on a fresh connection.
-    pub fn cmd(&self, args: &[&[u8]]) -> Reply {
+    pub fn cmd(&self, args: &[&[u8]]) -> Resp {
         command_on(self.port, args)
             .unwrap_or_else(|e| panic!("redis command {:?} failed: {e}", printable(args)))
     }
 
     /// Runs one command given as strings.
-    pub fn cmd_str(&self, args: &[&str]) -> Reply {
+    pub fn cmd_str(&self, args: &[&str]) -> Resp {
         let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
         self.cmd(&args)
     }
@@ -296,10 +307,10 @@ impl RedisServer {
     /// Keys matching `pattern` (KEYS: test servers only).
     pub fn keys(&self, pattern: &str) -> Vec<Vec<u8>> {
         match self.cmd_str(&["KEYS", pattern]) {
-            Reply::Array(items) => items
+            Resp::Array(items) => items
                 .into_iter()
                 .filter_map(|r| match r {
-                    Reply::Bulk(b) => Some(b),
+                    Resp::Bulk(b) => Some(b),
                     _ => None,
                 })
                 .collect(),
@@ -307,9 +318,30 @@ impl RedisServer {
         }
     }
 
+    /// The keys of tagcache entries in namespace `ns`.
+    pub fn entry_keys(&self, ns: &str) -> Vec<Vec<u8>> {
+        self.keys(&format!("{ns}:e:*"))
+    }
+
+    /// The one entry key in namespace `ns`; panics unless there is exactly
+    /// one.
+    pub fn only_entry_key(&self, ns: &str) -> Vec<u8> {
+        let keys = self.entry_keys(ns);
+        assert_eq!(keys.len(), 1, "expected one entry key, got {keys:?}");
+        keys.into_iter().next().unwrap()
+    }
+
+    /// The value stored at `key`, as bytes.
+    pub fn raw_value(&self, key: &[u8]) -> Vec<u8> {
+        match self.cmd(&[b"GET", key]) {
+            Resp::Bulk(raw) => raw,
+            other => panic!("GET answered {other:?}"),
+        }
+    }
+
     pub fn int(&self, args: &[&str]) -> i64 {
         match self.cmd_str(args) {
-            Reply::Int(n) => n,
+            Resp::Int(n) => n,
             other => panic!("{args:?} answered {other:?}"),
         }
     }
@@ -370,13 +402,13 @@ impl RedisCluster {
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        let output = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli");
+        create
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()?;
+            .args(["--cluster-replicas", "0", "--cluster-yes"]);
+        let output = output_within(create, "redis-cli --cluster create")?;
         if !output.status.success() {
             return Err(io::Error::other(format!(
                 "redis-cli --cluster create failed: {}{}",
@@ -385,7 +417,7 @@ impl RedisCluster {
             )));
         }
         let cluster = RedisCluster { nodes };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + DEADLINE;
         loop {
             let ready = cluster.nodes.iter().all(|node| {
                 let info = node.cmd_str(&["CLUSTER", "INFO"]).text();
@@ -397,7 +429,10 @@ impl RedisCluster {
                 return Ok(cluster);
             }
             if Instant::now() > deadline {
-                return Err(io::Error::other("cluster never reached cluster_state:ok"));
+                return Err(io::Error::other(format!(
+                    "the cluster never reached cluster_state:ok within {} s",
+                    DEADLINE.as_secs()
+                )));
             }
             sleep(Duration::from_millis(50));
         }
@@ -410,20 +445,20 @@ impl RedisCluster {
     /// The node that owns `key`'s slot.
     pub fn owner_of(&self, key: &str) -> &RedisServer {
         let slot = self.nodes[0].int(&["CLUSTER", "KEYSLOT", key]);
-        let Reply::Array(ranges) = self.nodes[0].cmd_str(&["CLUSTER", "SLOTS"]) else {
+        let Resp::Array(ranges) = self.nodes[0].cmd_str(&["CLUSTER", "SLOTS"]) else {
             panic!("CLUSTER SLOTS answered something else");
         };
         for range in ranges {
-            let Reply::Array(fields) = range else {
+            let Resp::Array(fields) = range else {
                 continue;
             };
-            let (Some(Reply::Int(start)), Some(Reply::Int(end)), Some(Reply::Array(master))) =
+            let (Some(Resp::Int(start)), Some(Resp::Int(end)), Some(Resp::Array(master))) =
                 (fields.first(), fields.get(1), fields.get(2))
             else {
                 continue;
             };
             if (*start..=*end).contains(&slot) {
-                let Some(Reply::Int(port)) = master.get(1) else {
+                let Some(Resp::Int(port)) = master.get(1) else {
                     continue;
                 };
                 return self
@@ -437,23 +472,47 @@ impl RedisCluster {
     }
 }
 
-/// A RESP reply.
+/// Runs `command` to its end and returns its output, or an error once the
+/// [`DEADLINE`] has passed (the process is killed then). Its output is
+/// small: it is read after it exits.
+fn output_within(mut command: Command, what: &str) -> io::Result<Output> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + DEADLINE;
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::other(format!(
+                "{what} never finished within {} s",
+                DEADLINE.as_secs()
+            )));
+        }
+        sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output()
+}
+
+/// A RESP value, as Redis answers a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
+pub enum Resp {
     Nil,
     Int(i64),
     Simple(String),
     Error(String),
     Bulk(Vec<u8>),
-    Array(Vec<Reply>),
+    Array(Vec<Resp>),
 }
 
-impl Reply {
+impl Resp {
     /// The reply as text (bulk or simple string); panics otherwise.
     pub fn text(&self) -> String {
         match self {
-            Reply::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
-            Reply::Simple(s) => s.clone(),
+            Resp::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+            Resp::Simple(s) => s.clone(),
             other => panic!("expected a string reply, got {other:?}"),
         }
     }
@@ -466,7 +525,7 @@ fn printable(args: &[&[u8]]) -> Vec<String> {
 }
 
 /// Sends one command to `127.0.0.1:port` on a new connection.
-pub fn command_on(port: u16, args: &[&[u8]]) -> io::Result<Reply> {
+pub fn command_on(port: u16, args: &[&[u8]]) -> io::Result<Resp> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -483,7 +542,7 @@ pub fn command_on(port: u16, args: &[&[u8]]) -> io::Result<Reply> {
     read_reply(&mut reader)
 }
 
-fn read_reply(reader: &mut impl BufRead) -> io::Result<Reply> {
+fn read_reply(reader: &mut impl BufRead) -> io::Result<Resp> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Err(io::Error::new(
@@ -498,30 +557,30 @@ fn read_reply(reader: &mut impl BufRead) -> io::Result<Reply> {
             .map_err(|_| io::Error::other(format!("bad RESP line {line:?}")))
     };
     Ok(match kind {
-        "+" => Reply::Simple(rest.to_owned()),
-        "-" => Reply::Error(rest.to_owned()),
-        ":" => Reply::Int(number()?),
+        "+" => Resp::Simple(rest.to_owned()),
+        "-" => Resp::Error(rest.to_owned()),
+        ":" => Resp::Int(number()?),
         "$" => {
             let len = number()?;
             if len < 0 {
-                Reply::Nil
+                Resp::Nil
             } else {
                 let mut buf = vec![0u8; len as usize + 2];
                 reader.read_exact(&mut buf)?;
                 buf.truncate(len as usize);
-                Reply::Bulk(buf)
+                Resp::Bulk(buf)
             }
         }
         "*" => {
             let len = number()?;
             if len < 0 {
-                Reply::Nil
+                Resp::Nil
             } else {
                 let mut items = Vec::with_capacity(len as usize);
                 for _ in 0..len {
                     items.push(read_reply(reader)?);
                 }
-                Reply::Array(items)
+                Resp::Array(items)
             }
         }
         _ => return Err(io::Error::other(format!("bad RESP line {line:?}"))),
