@@ -231,3 +231,104 @@ async fn invalidation_survives_client_disconnect() {
     })
     .await;
 }
+
+/// A memory store that returns every entry as if it had been stored `age`
+/// earlier, so `Age` can be checked on old entries without waiting.
+struct AgedStore {
+    inner: tagcache::MemoryStore,
+    age: Duration,
+}
+
+impl tagcache::Store for AgedStore {
+    fn get(&self, key: tagcache::KeyHash) -> tagcache::StoreFuture<Option<Arc<tagcache::Entry>>> {
+        let age = self.age.as_micros() as u64;
+        let aged = |found: Option<Arc<tagcache::Entry>>| {
+            found.map(|entry| {
+                let mut entry = (*entry).clone();
+                entry.stored_at_micros -= age;
+                Arc::new(entry)
+            })
+        };
+        match self.inner.get(key).now_or_later() {
+            Ok(result) => tagcache::StoreFuture::ready(result.map(aged)),
+            Err(_) => unreachable!("the memory store answers at once"),
+        }
+    }
+    fn put(
+        &self,
+        key: tagcache::KeyHash,
+        entry: Arc<tagcache::Entry>,
+    ) -> tagcache::StoreFuture<()> {
+        self.inner.put(key, entry)
+    }
+    fn remove(&self, key: tagcache::KeyHash) -> tagcache::StoreFuture<()> {
+        self.inner.remove(key)
+    }
+    fn fill_stamp(&self) -> tagcache::StoreFuture<tagcache::Stamp> {
+        self.inner.fill_stamp()
+    }
+    fn invalidate(
+        &self,
+        tags: &[tagcache::Tag],
+        mode: tagcache::InvalidationMode,
+    ) -> tagcache::StoreFuture<tagcache::Stamp> {
+        self.inner.invalidate(tags, mode)
+    }
+    fn invalidate_all(&self) -> tagcache::StoreFuture<tagcache::Stamp> {
+        self.inner.invalidate_all()
+    }
+    fn validity(&self, entry: &tagcache::Entry) -> tagcache::Validity {
+        self.inner.validity(entry)
+    }
+    fn max_entry_life(&self) -> Duration {
+        self.inner.max_entry_life()
+    }
+    fn kind(&self) -> &'static str {
+        "aged"
+    }
+}
+
+/// A hit's `Age` is how long ago the entry was stored, in whole seconds,
+/// and its `Cache-Status` TTL is what is left of it (for GET and HEAD).
+#[tokio::test]
+async fn hits_say_how_old_their_entry_is() {
+    backstop(async {
+        let age = Duration::from_secs(100);
+        let store = AgedStore {
+            inner: tagcache::MemoryStore::default(),
+            age,
+        };
+        let cache = Cache::new(store);
+        let calls = Counter::default();
+        let app = counting_app(&cache, calls.clone(), |l| l.ttl(Duration::from_secs(300)));
+        let started = std::time::Instant::now();
+        get_reply(&app, "/r").await;
+        let requests = [
+            Request::get("/r").body(Body::empty()).unwrap(),
+            Request::head("/r").body(Body::empty()).unwrap(),
+        ];
+        for request in requests {
+            let method = request.method().clone();
+            let reply = harness::send(&app, request).await;
+            // Whole seconds since the fill, measured around it by the test.
+            let waited = started.elapsed().as_secs();
+            assert!(reply.is_hit(), "{method}: {}", reply.cache_status());
+            let age: u64 = reply.headers[header::AGE]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(
+                (100..=100 + waited + 1).contains(&age),
+                "{method}: Age {age} for an entry stored 100 s (+{waited} s) ago"
+            );
+            let ttl = reply.ttl();
+            assert!(
+                (200 - waited as i64 - 1..=200).contains(&ttl),
+                "{method}: ttl {ttl} for 300 s of freshness, 100 s (+{waited} s) used"
+            );
+        }
+        assert_eq!(calls.get(), 1);
+    })
+    .await;
+}
