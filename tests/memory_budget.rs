@@ -121,6 +121,59 @@ async fn read_response(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) {
     read.read_exact(&mut body).await.unwrap();
 }
 
+/// What an entry weighs is what it keeps alive: never less than the bytes
+/// the allocator handed out for it (the store would then hold more than its
+/// budget), and not much more (it would hold less than it could). Entries
+/// are made by the layer, in process, and each is hit once, so the values
+/// shared between hits exist too.
+#[tokio::test(flavor = "current_thread")]
+async fn entries_weigh_what_they_keep() {
+    const ENTRIES: usize = 2_000;
+    for (body_len, tags) in [(10, 1), (300, 3), (4_000, 2), (64_000, 1)] {
+        let store = Arc::new(MemoryStore::builder().max_bytes(1 << 34).build());
+        let cache = Cache::builder().shared_store(store.clone()).build();
+        let body = "x".repeat(body_len);
+        let app = Router::new().route(
+            "/items/{id}",
+            get(move |Path(id): Path<String>| {
+                let body = body.clone();
+                async move { (Tags::new((0..tags).map(|t| format!("tag:{t}:{id}"))), body) }
+            })
+            .route_layer(cache.layer("items").ttl(Duration::from_secs(300))),
+        );
+        let request = |n: usize| {
+            http::Request::get(format!("/items/{n}?page=2"))
+                .header("host", "example.com")
+                .header("accept-language", "de")
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let send = |n: usize| {
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(request(n)).await.unwrap();
+                http_body_util::BodyExt::collect(response.into_body())
+                    .await
+                    .unwrap();
+            }
+        };
+        send(ENTRIES).await;
+        let before = LIVE.load(Ordering::SeqCst);
+        let weight_before = store.weight();
+        for n in 0..ENTRIES {
+            send(n).await;
+            send(n).await;
+        }
+        let kept = (LIVE.load(Ordering::SeqCst) - before) as f64 / ENTRIES as f64;
+        let weight = (store.weight() - weight_before) as f64 / ENTRIES as f64;
+        assert_eq!(store.entry_count(), ENTRIES + 1);
+        assert!(
+            weight >= kept && weight <= kept * 1.4,
+            "{body_len} B bodies with {tags} tags: an entry keeps {kept:.0} B and weighs {weight:.0} B"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flood_of_distinct_keys_over_http_stays_within_the_budget() {
     tokio::time::timeout(DEADLINE, flood_within_budget())
