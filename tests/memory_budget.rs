@@ -45,6 +45,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// The tests of this binary measure one process-wide counter: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const BUDGET: u64 = 4 << 20;
 const KEYS: usize = 300_000;
 const CONNECTIONS: usize = 4;
@@ -128,6 +131,7 @@ async fn read_response(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) {
 /// shared between hits exist too.
 #[tokio::test(flavor = "current_thread")]
 async fn entries_weigh_what_they_keep() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     const ENTRIES: usize = 2_000;
     for (body_len, tags) in [(10, 1), (300, 3), (4_000, 2), (64_000, 1)] {
         let store = Arc::new(MemoryStore::builder().max_bytes(1 << 34).build());
@@ -176,6 +180,7 @@ async fn entries_weigh_what_they_keep() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flood_of_distinct_keys_over_http_stays_within_the_budget() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     tokio::time::timeout(DEADLINE, flood_within_budget())
         .await
         .expect("the flood did not finish within the deadline");
