@@ -45,8 +45,20 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-/// The tests of this binary measure one process-wide counter: one at a time.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The tests of this binary measure one process-wide counter, so they run
+/// one at a time, each in a runtime of its own that is shut down (freeing
+/// whatever its tasks held) before the next test measures anything.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn alone(runtime: tokio::runtime::Builder, test: impl std::future::Future<Output = ()>) {
+    let _alone = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut runtime = runtime;
+    let runtime = runtime.enable_all().build().unwrap();
+    runtime.block_on(test);
+    drop(runtime);
+}
 
 const BUDGET: u64 = 4 << 20;
 const KEYS: usize = 300_000;
@@ -129,9 +141,15 @@ async fn read_response(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) {
 /// budget), and not much more (it would hold less than it could). Entries
 /// are made by the layer, in process, and each is hit once, so the values
 /// shared between hits exist too.
-#[tokio::test(flavor = "current_thread")]
-async fn entries_weigh_what_they_keep() {
-    let _alone = ONE_AT_A_TIME.lock().await;
+#[test]
+fn entries_weigh_what_they_keep() {
+    alone(
+        tokio::runtime::Builder::new_current_thread(),
+        entries_weigh(),
+    );
+}
+
+async fn entries_weigh() {
     const ENTRIES: usize = 2_000;
     for (body_len, tags) in [(10, 1), (300, 3), (4_000, 2), (64_000, 1)] {
         let store = Arc::new(MemoryStore::builder().max_bytes(1 << 34).build());
@@ -178,12 +196,15 @@ async fn entries_weigh_what_they_keep() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flood_of_distinct_keys_over_http_stays_within_the_budget() {
-    let _alone = ONE_AT_A_TIME.lock().await;
-    tokio::time::timeout(DEADLINE, flood_within_budget())
-        .await
-        .expect("the flood did not finish within the deadline");
+#[test]
+fn flood_of_distinct_keys_over_http_stays_within_the_budget() {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.worker_threads(2);
+    alone(runtime, async {
+        tokio::time::timeout(DEADLINE, flood_within_budget())
+            .await
+            .expect("the flood did not finish within the deadline");
+    });
 }
 
 async fn flood_within_budget() {
