@@ -17,7 +17,7 @@ use crate::metrics::{RouteMetrics, StoreOp};
 use crate::semantics::query;
 use crate::semantics::verdict::{self, MissKind, Selector, Verdict};
 use crate::stamp::{now_micros, Validity};
-use crate::store::StoreError;
+use crate::store::{StoreError, StoreErrorKind};
 
 pub(crate) struct CacheRoute {
     pub(crate) cache: Cache,
@@ -166,6 +166,10 @@ impl CacheRoute {
     /// log must stay readable.
     pub(crate) fn store_failed(&self, op: StoreOp, error: &StoreError) {
         self.metrics.store_error(op);
+        if error.kind() == StoreErrorKind::CircuitOpen {
+            // Expected while a store is down; its breaker logged the outage.
+            return;
+        }
         let second = now_micros() / 1_000_000;
         if self.last_failure_log.swap(second, Ordering::Relaxed) != second {
             tracing::warn!(route = %self.name, op = op.as_str(), %error, "tagcache store failed; serving from the origin");

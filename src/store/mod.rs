@@ -42,6 +42,10 @@ pub struct StoreError {
 pub enum StoreErrorKind {
     /// The store could not be reached or did not answer in time.
     Unavailable,
+    /// The store is known to be unreachable and was not asked (a circuit
+    /// breaker is open). The outage was logged when it began; such errors
+    /// are counted but not logged one by one.
+    CircuitOpen,
     /// The store answered with something that could not be understood.
     Corrupt,
     /// Any other failure.

@@ -1,7 +1,13 @@
 //! The connection: one multiplexed connection for a single node
 //! ([`ConnectionManager`]), or the async cluster client, behind one type.
+//!
+//! The connection can be replaced: after an outage the old one may be
+//! half-open (a partition that healed leaves a socket that never answers
+//! and never closes), so the circuit breaker's probe makes a fresh
+//! connection, and only once that one answers does it take the old one's
+//! place.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -15,9 +21,16 @@ use crate::store::{StoreError, StoreErrorKind};
 #[derive(Clone)]
 pub(crate) enum Conn {
     /// One node: a multiplexed connection that reconnects by itself.
-    Single(ConnectionManager),
+    Single(Arc<SingleSlot>),
     /// A cluster: connected once, then the client follows the topology.
     Cluster(Arc<ClusterSlot>),
+}
+
+/// The single node's connection, and what a fresh one is made from.
+pub(crate) struct SingleSlot {
+    manager: RwLock<ConnectionManager>,
+    client: redis::Client,
+    config: ConnectionManagerConfig,
 }
 
 /// The cluster connection, once established. Until then (the cluster was
@@ -42,9 +55,13 @@ impl Conn {
             .set_number_of_retries(3)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let manager = ConnectionManager::new_lazy_with_config(client, config)
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
             .map_err(|e| config_error(url, e))?;
-        Ok(Conn::Single(manager))
+        Ok(Conn::Single(Arc::new(SingleSlot {
+            manager: RwLock::new(manager),
+            client,
+            config,
+        })))
     }
 
     /// A cluster client; the connection itself is made by
@@ -70,7 +87,7 @@ impl Conn {
     /// Sends one command.
     pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
         match self {
-            Conn::Single(manager) => cmd.query_async(&mut manager.clone()).await,
+            Conn::Single(slot) => cmd.query_async(&mut slot.get()).await,
             Conn::Cluster(slot) => cmd.query_async(&mut slot.get()?).await,
         }
     }
@@ -81,9 +98,64 @@ impl Conn {
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, RedisError> {
         match self {
-            Conn::Single(manager) => invocation.invoke_async(&mut manager.clone()).await,
+            Conn::Single(slot) => invocation.invoke_async(&mut slot.get()).await,
             Conn::Cluster(slot) => invocation.invoke_async(&mut slot.get()?).await,
         }
+    }
+
+    /// Makes a fresh connection and, if it answers `PING` within `deadline`,
+    /// puts it in the old one's place.
+    pub(crate) async fn renew(
+        &self,
+        cluster_client: Option<&ClusterClient>,
+        deadline: Duration,
+    ) -> Result<(), StoreError> {
+        let ping = redis::cmd("PING");
+        match (self, cluster_client) {
+            (Conn::Single(slot), _) => {
+                let fresh = tokio::time::timeout(
+                    deadline,
+                    ConnectionManager::new_with_config(slot.client.clone(), slot.config.clone()),
+                )
+                .await
+                .map_err(|_| unavailable("timed out connecting to Redis"))?
+                .map_err(|e| map_error(&e))?;
+                tokio::time::timeout(
+                    deadline,
+                    ping.query_async::<redis::Value>(&mut fresh.clone()),
+                )
+                .await
+                .map_err(|_| unavailable("no answer to PING"))?
+                .map_err(|e| map_error(&e))?;
+                *slot.manager.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+                Ok(())
+            }
+            (Conn::Cluster(slot), Some(client)) => {
+                let fresh = tokio::time::timeout(deadline, client.get_async_connection())
+                    .await
+                    .map_err(|_| unavailable("timed out connecting to the cluster"))?
+                    .map_err(|e| map_error(&e))?;
+                tokio::time::timeout(
+                    deadline,
+                    ping.query_async::<redis::Value>(&mut fresh.clone()),
+                )
+                .await
+                .map_err(|_| unavailable("no answer to PING"))?
+                .map_err(|e| map_error(&e))?;
+                *slot.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
+                Ok(())
+            }
+            (Conn::Cluster(_), None) => Err(unavailable("no cluster client")),
+        }
+    }
+}
+
+impl SingleSlot {
+    fn get(&self) -> ConnectionManager {
+        self.manager
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

@@ -80,6 +80,7 @@
 //! plus one dedicated pub/sub connection; no pool.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -92,9 +93,12 @@ use crate::entry::{Entry, KeyHash, Tag};
 use crate::stamp::{micros, InvalidationMode, Stamp, Validity};
 use crate::store::{Store, StoreError, StoreErrorKind, StoreFuture, StoreResult};
 
+mod breaker;
 pub mod codec;
 mod config;
 mod conn;
+mod feed;
+mod pending;
 mod recent;
 mod scripts;
 mod view;
@@ -104,8 +108,11 @@ pub use config::{
     DEFAULT_MAX_ENTRY_LIFE, DEFAULT_MAX_TAGS, DEFAULT_NAMESPACE, DEFAULT_RESPONSE_TIMEOUT,
 };
 
+use breaker::Breaker;
 use config::Options;
 use conn::{map_error, unavailable, ClusterSlot, Conn};
+use feed::FirstAttempt;
+use pending::Queued;
 use recent::Recent;
 use view::View;
 
@@ -123,6 +130,7 @@ pub(crate) struct Keys {
     clock: String,
     tags: String,
     times: String,
+    settings: String,
     channel: String,
 }
 
@@ -133,6 +141,7 @@ impl Keys {
             clock: format!("{{{ns}}}:clock"),
             tags: format!("{{{ns}}}:tags"),
             times: format!("{{{ns}}}:tagtimes"),
+            settings: format!("{{{ns}}}:settings"),
             channel: format!("{ns}:invalidations"),
         }
     }
@@ -146,7 +155,7 @@ impl Keys {
     }
 }
 
-/// What the store and its background task share.
+/// What the store and its background tasks share.
 pub(crate) struct StoreState {
     conn: Conn,
     view: View,
@@ -158,16 +167,22 @@ pub(crate) struct StoreState {
     cluster: Option<(redis::cluster::ClusterClient, Arc<ClusterSlot>)>,
     recent: Recent,
     corrupt: AtomicU64,
+    breaker: Breaker,
+    /// This instance's own heartbeat channel (see [`feed`]).
+    heartbeat_channel: String,
 }
 
+/// The store's state and its background tasks, which end with it.
 struct Handle {
     shared: Arc<StoreState>,
-    task: tokio::task::AbortHandle,
+    tasks: Vec<tokio::task::AbortHandle>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -217,6 +232,8 @@ impl std::fmt::Debug for RedisStore {
             .field("namespace", &shared.namespace)
             .field("cluster", &shared.cluster.is_some())
             .field("in_sync", &shared.view.is_synced())
+            .field("breaker_open", &shared.breaker.is_open())
+            .field("queued_invalidations", &shared.view.pending.len())
             .field("tag_stamps", &shared.view.tag_stamp_count())
             .finish()
     }
@@ -257,6 +274,7 @@ impl RedisStore {
             let conn = Conn::single(&urls[0], options.connect_timeout, options.response_timeout)?;
             (conn, None)
         };
+        let heartbeat_channel = format!("{namespace}:heartbeat:{:016x}", rand_id());
         let shared = Arc::new(StoreState {
             conn,
             view: View::new(options.max_entry_life, options.max_tags),
@@ -267,17 +285,25 @@ impl RedisStore {
             pubsub_clients,
             cluster,
             corrupt: AtomicU64::new(0),
+            breaker: Breaker::new(),
+            heartbeat_channel,
         });
         let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(view::run(shared.clone(), first_tx)).abort_handle();
+        let tasks = vec![
+            tokio::spawn(feed::run(shared.clone(), first_tx)).abort_handle(),
+            tokio::spawn(probe(shared.clone())).abort_handle(),
+            tokio::spawn(send_queued(shared.clone())).abort_handle(),
+        ];
         let store = RedisStore {
-            handle: Arc::new(Handle { shared, task }),
+            handle: Arc::new(Handle { shared, tasks }),
         };
         // Wait for the first attempt to subscribe and load: it either
         // succeeds (the store starts in sync) or fails (the store starts
-        // failing open and the task keeps trying).
+        // failing open and the task keeps trying), unless this instance
+        // disagrees with the namespace's settings.
         match first_rx.await {
-            Ok(true) => {}
+            Ok(FirstAttempt::Synced) => {}
+            Ok(FirstAttempt::Misconfigured(error)) => return Err(error),
             _ => tracing::warn!(
                 namespace = %store.handle.shared.namespace,
                 "tagcache could not reach Redis; serving from the origin until it can"
@@ -295,6 +321,18 @@ impl RedisStore {
     /// While it is not, every entry counts as a miss.
     pub fn is_in_sync(&self) -> bool {
         self.handle.shared.view.is_synced()
+    }
+
+    /// Whether the circuit breaker is open: Redis was found unreachable and
+    /// is not asked until a probe gets an answer.
+    pub fn is_breaker_open(&self) -> bool {
+        self.handle.shared.breaker.is_open()
+    }
+
+    /// How many invalidations Redis has not taken yet (they are retried,
+    /// and this instance already counts their entries as invalidated).
+    pub fn queued_invalidations(&self) -> usize {
+        self.handle.shared.view.pending.len()
     }
 
     /// How many of this instance's writes are sent but not yet answered
@@ -335,15 +373,17 @@ impl RedisStore {
 fn eager<T: Send + 'static>(
     future: impl Future<Output = StoreResult<T>> + Send + 'static,
 ) -> StoreFuture<T> {
-    // Unconstrained: with the task's cooperative budget spent, tokio would
-    // answer the first poll with `Pending` before queueing the command.
-    let mut future = Box::pin(tokio::task::unconstrained(future));
+    let mut future = Box::pin(future);
     if tokio::runtime::Handle::try_current().is_err() {
         // Timers need a runtime: leave the first poll to the caller's.
         return StoreFuture::Pending(future);
     }
     let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
-    match future.as_mut().poll(&mut cx) {
+    // The first poll is unconstrained: with the task's cooperative budget
+    // spent, tokio would answer it with `Pending` before queueing the
+    // command. Later polls spend the budget as usual, so a task looping over
+    // store calls still yields to the others.
+    match Pin::new(&mut tokio::task::unconstrained(future.as_mut())).poll(&mut cx) {
         Poll::Ready(result) => StoreFuture::ready(result),
         Poll::Pending => StoreFuture::Pending(future),
     }
@@ -365,14 +405,70 @@ async fn bounded<T>(
     }
 }
 
-/// A stamp a script returned.
-fn script_stamp(raw: &str) -> StoreResult<Stamp> {
+/// A stamp a clock script returned (`{stamp, repaired}`).
+fn script_stamp((raw, repaired): (String, i64)) -> StoreResult<Stamp> {
+    if repaired != 0 {
+        metrics::counter!("tagcache_redis_clock_repairs_total").increment(1);
+        tracing::warn!("tagcache: the Redis clock key held a value out of range (not written by tagcache); it was started again from the server's time");
+    }
     scripts::parse_stamp(raw.as_bytes()).ok_or_else(|| {
+        metrics::counter!("tagcache_redis_rejected_stamps_total", "source" => "reply").increment(1);
         StoreError::new(
             StoreErrorKind::Corrupt,
-            format!("redis clock returned {raw:?}"),
+            format!("redis clock returned {raw:?}, out of range"),
         )
     })
+}
+
+/// A random id for this store's heartbeat channel.
+fn rand_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(crate::stamp::now_micros() as u128);
+    hasher.finish()
+}
+
+/// Probes Redis while the circuit breaker is open, each time with a fresh
+/// connection that replaces the old one when it answers.
+async fn probe(shared: Arc<StoreState>) {
+    let renew = || async {
+        let client = shared.cluster.as_ref().map(|(client, _)| client);
+        let deadline = shared.options.connect_timeout + shared.options.response_timeout;
+        shared.conn.renew(client, deadline).await
+    };
+    shared.breaker.probe(renew).await;
+}
+
+/// Sends queued invalidations to Redis, oldest first, as soon as it can.
+async fn send_queued(shared: Arc<StoreState>) {
+    const FIRST_PAUSE: Duration = Duration::from_millis(50);
+    const MAX_PAUSE: Duration = Duration::from_secs(2);
+    let mut pause = FIRST_PAUSE;
+    loop {
+        let added = shared.view.pending.added.notified();
+        let Some((id, queued)) = shared.view.pending.front() else {
+            added.await;
+            continue;
+        };
+        shared.breaker.closed().await;
+        match shared.invalidate(&queued).await {
+            Ok(stamp) => {
+                // The stamp is in the view (`invalidate` applied it): the
+                // marks can go.
+                shared.view.pending.done(id);
+                pause = FIRST_PAUSE;
+                tracing::info!(
+                    stamp = stamp.0,
+                    queued = shared.view.pending.len(),
+                    "tagcache: a queued invalidation reached Redis"
+                );
+            }
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_PAUSE);
+            }
+        }
+    }
 }
 
 fn retention_millis(entry: &Entry, max_entry_life: Duration) -> u64 {
@@ -383,6 +479,24 @@ fn retention_millis(entry: &Entry, max_entry_life: Duration) -> u64 {
 }
 
 impl StoreState {
+    /// Runs one Redis call through the circuit breaker and within the
+    /// response timeout. While the breaker is open the call is not made.
+    async fn call<T>(
+        &self,
+        op: &'static str,
+        future: impl Future<Output = Result<T, redis::RedisError>>,
+    ) -> StoreResult<T> {
+        if self.breaker.is_open() {
+            return Err(self.breaker.skip(op));
+        }
+        let result = bounded(self, op, future).await;
+        if self.breaker.record(result.as_ref().map(drop)) {
+            // Invalidations made elsewhere cannot reach this instance now.
+            self.view.set_synced(false);
+        }
+        result
+    }
+
     fn decode(&self, key: KeyHash, raw: Vec<u8>) -> Option<Arc<Entry>> {
         match codec::decode(Bytes::from(raw)) {
             Ok(entry) => Some(Arc::new(entry)),
@@ -395,11 +509,19 @@ impl StoreState {
         }
     }
 
-    async fn invalidate(&self, mode: &'static str, tags: &[Tag]) -> StoreResult<Stamp> {
+    /// Records an invalidation in Redis (which publishes it) and applies
+    /// its stamp to the view.
+    async fn invalidate(&self, queued: &Queued) -> StoreResult<Stamp> {
+        let (mode, tags): (&str, &[Tag]) = match queued {
+            Queued::All => ("a", &[]),
+            Queued::Tags(tags, InvalidationMode::Hard) => ("h", tags),
+            Queued::Tags(tags, InvalidationMode::Soft) => ("s", tags),
+        };
         let mut invocation = scripts::INVALIDATE.key(&self.keys.clock);
         invocation
             .key(&self.keys.tags)
             .key(&self.keys.times)
+            .arg(scripts::max_ahead_arg())
             .arg(mode)
             // Prune only well past the longest entry life: Redis prunes by
             // the server's clock, instances judge ages by their own, and a
@@ -409,8 +531,30 @@ impl StoreState {
         for tag in tags {
             invocation.arg(tag.as_bytes());
         }
-        let raw: String = bounded(self, "invalidate", self.conn.script(&invocation)).await?;
-        script_stamp(&raw)
+        let reply = self
+            .call("invalidate", self.conn.script(&invocation))
+            .await?;
+        let stamp = script_stamp(reply)?;
+        match queued {
+            Queued::All => self.view.apply_all(stamp),
+            Queued::Tags(tags, mode) => self.view.apply(tags, stamp, *mode),
+        }
+        Ok(stamp)
+    }
+
+    /// Invalidates, or, when Redis does not take it, queues the
+    /// invalidation (this instance counts it at once) and says so.
+    async fn invalidate_or_queue(&self, queued: Queued) -> StoreResult<Stamp> {
+        match self.invalidate(&queued).await {
+            Ok(stamp) => Ok(stamp),
+            Err(error) => {
+                self.view.pending.push(queued);
+                Err(StoreError::new(
+                    error.kind(),
+                    format!("{error}; queued: this instance counts the invalidation at once, and it is sent to Redis as soon as Redis takes it"),
+                ))
+            }
+        }
     }
 }
 
@@ -422,7 +566,7 @@ impl Store for RedisStore {
             let redis_key = shared.keys.entry(key);
             let mut cmd = redis::cmd("GET");
             cmd.arg(&redis_key);
-            let value: Value = bounded(&shared, "GET", shared.conn.query(&cmd)).await?;
+            let value: Value = shared.call("GET", shared.conn.query(&cmd)).await?;
             if let Some(newer) = shared.recent.newer_than(key, started) {
                 return Ok(Some(newer));
             }
@@ -447,7 +591,7 @@ impl Store for RedisStore {
                 .arg(&value[..])
                 .arg("PX")
                 .arg(retention_millis(&entry, shared.options.max_entry_life));
-            let result = bounded(&shared, "SET", shared.conn.query::<Value>(&cmd)).await;
+            let result = shared.call("SET", shared.conn.query::<Value>(&cmd)).await;
             shared.recent.write_answered(key, seq);
             result.map(drop)
         })
@@ -459,7 +603,7 @@ impl Store for RedisStore {
         eager(async move {
             let mut cmd = redis::cmd("DEL");
             cmd.arg(shared.keys.entry(key));
-            bounded(&shared, "DEL", shared.conn.query::<Value>(&cmd)).await?;
+            shared.call("DEL", shared.conn.query::<Value>(&cmd)).await?;
             Ok(())
         })
     }
@@ -467,34 +611,24 @@ impl Store for RedisStore {
     fn fill_stamp(&self) -> StoreFuture<Stamp> {
         let shared = self.shared();
         eager(async move {
-            let invocation = scripts::FILL_STAMP.key(&shared.keys.clock);
-            let raw: String = bounded(&shared, "clock", shared.conn.script(&invocation)).await?;
-            script_stamp(&raw)
+            let mut invocation = scripts::FILL_STAMP.key(&shared.keys.clock);
+            invocation.arg(scripts::max_ahead_arg());
+            let reply = shared
+                .call("clock", shared.conn.script(&invocation))
+                .await?;
+            script_stamp(reply)
         })
     }
 
     fn invalidate(&self, tags: &[Tag], mode: InvalidationMode) -> StoreFuture<Stamp> {
         let shared = self.shared();
-        let tags: Vec<Tag> = tags.to_vec();
-        eager(async move {
-            let code = match mode {
-                InvalidationMode::Hard => "h",
-                InvalidationMode::Soft => "s",
-            };
-            let stamp = shared.invalidate(code, &tags).await?;
-            // Seen here before the caller hears back.
-            shared.view.apply(&tags, stamp, mode);
-            Ok(stamp)
-        })
+        let queued = Queued::Tags(tags.to_vec(), mode);
+        eager(async move { shared.invalidate_or_queue(queued).await })
     }
 
     fn invalidate_all(&self) -> StoreFuture<Stamp> {
         let shared = self.shared();
-        eager(async move {
-            let stamp = shared.invalidate("a", &[]).await?;
-            shared.view.apply_all(stamp);
-            Ok(stamp)
-        })
+        eager(async move { shared.invalidate_or_queue(Queued::All).await })
     }
 
     fn validity(&self, entry: &Entry) -> Validity {

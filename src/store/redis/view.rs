@@ -1,43 +1,44 @@
-//! The local view of the shared tag stamps, and the task that keeps it
-//! current.
+//! This instance's view of the shared tag stamps.
 //!
 //! `validity` must answer without a round trip, so every instance holds the
 //! stamps in a [`TagBoard`]. The view is filled by a scan of the stamp hash,
 //! then kept current by this instance's own invalidations (applied before
-//! their future resolves) and by the messages other instances publish.
+//! their future resolves, or marked in [`Pending`] when Redis did not take
+//! them) and by the messages other instances publish (see
+//! [`feed`](super::feed)).
 //!
-//! The view is only trusted while the subscription is up: messages sent
-//! while it is down are lost, so from the moment the subscription drops
-//! until the hash has been read again every entry counts as invalid (a miss,
-//! never a stale hit).
+//! The view is only trusted while the feed is in sync: messages sent while
+//! it is down are lost, so from the moment it drops until the hash has been
+//! read again every entry counts as invalid (a miss, never a stale hit).
+//!
+//! Stamps from Redis are never adopted out of range (see
+//! [`read_stamp`]): a table field out of range counts as an invalidation
+//! *now* (it fails closed for its tag, and is repaired in Redis); a message
+//! out of range is refused, which makes the feed reload the table.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{FutureExt, StreamExt};
-use tokio::sync::oneshot;
-
-use super::conn::{map_error, unavailable};
-use super::scripts::parse_stamp;
-use super::StoreState;
+use super::pending::Pending;
+use super::scripts::{parse_stamp, read_stamp, StampRead};
 use crate::entry::Entry;
 use crate::stamp::{micros, now_micros, InvalidationMode, Stamp, TagBoard, Validity};
-use crate::store::{StoreError, StoreErrorKind};
-
-/// One `HSCAN` page: field/value pairs.
-type Fields = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// Fields read per `HSCAN` call when loading the stamp table.
-const SCAN_COUNT: usize = 1000;
-/// Longest pause between two attempts to resubscribe.
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The stamps known here, and whether they can be trusted.
 pub(crate) struct View {
-    board: TagBoard,
+    pub(crate) board: TagBoard,
     synced: AtomicBool,
+    /// Invalidations Redis has not confirmed yet.
+    pub(crate) pending: Pending,
+}
+
+/// What a table field turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Field {
+    /// Applied (or too old to matter, or not a field of ours).
+    Applied,
+    /// Out of range: applied as an invalidation now, to be repaired.
+    OutOfRange,
 }
 
 impl View {
@@ -45,11 +46,16 @@ impl View {
         View {
             board: TagBoard::new(max_entry_life, max_tags),
             synced: AtomicBool::new(false),
+            pending: Pending::default(),
         }
     }
 
     pub(crate) fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_synced(&self, synced: bool) {
+        self.synced.store(synced, Ordering::Release);
     }
 
     pub(crate) fn tag_stamp_count(&self) -> usize {
@@ -60,7 +66,19 @@ impl View {
         if !self.synced.load(Ordering::Acquire) {
             return Validity::Invalid;
         }
-        self.board.validity(&entry.tags, entry.fill_stamp)
+        let shared = self.board.validity(&entry.tags, entry.fill_stamp);
+        match (shared, self.pending.validity(&entry.tags)) {
+            (shared, None) => shared,
+            (Validity::Invalid, _) | (_, Some(Validity::Invalid)) => Validity::Invalid,
+            (
+                Validity::SoftInvalidated { at_micros: a },
+                Some(Validity::SoftInvalidated { at_micros: b }),
+            ) => Validity::SoftInvalidated {
+                at_micros: a.min(b),
+            },
+            (Validity::Valid, Some(queued)) => queued,
+            (shared, Some(Validity::Valid)) => shared,
+        }
     }
 
     pub(crate) fn apply(&self, tags: &[impl AsRef<str>], stamp: Stamp, mode: InvalidationMode) {
@@ -72,33 +90,39 @@ impl View {
     }
 
     /// Applies one field of the stamp hash (`h:<tag>`, `s:<tag>`, `floor`).
-    fn apply_field(&self, field: &[u8], value: &[u8]) {
-        let Some(stamp) = parse_stamp(value) else {
-            return;
+    pub(crate) fn apply_field(&self, field: &[u8], value: &[u8]) -> Field {
+        let (stamp, outcome) = match read_stamp(value) {
+            StampRead::Stamp(stamp) => (stamp, Field::Applied),
+            // Out of range: whatever it claims, it was never a stamp of
+            // ours. Fail closed for what it names, from now on.
+            StampRead::OutOfRange => (Stamp(now_micros()), Field::OutOfRange),
+            StampRead::Garbage => return Field::Applied,
         };
-        let horizon = now_micros().saturating_sub(micros(self.board.max_entry_life()));
         if field == b"floor" {
             self.apply_all(stamp);
-            return;
+            return outcome;
         }
+        let horizon = now_micros().saturating_sub(micros(self.board.max_entry_life()));
         if stamp.0 < horizon {
             // Too old to invalidate a live entry: not worth holding.
-            return;
+            return outcome;
         }
         let (mode, tag) = match field.split_first() {
             Some((b'h', rest)) => (InvalidationMode::Hard, rest),
             Some((b's', rest)) => (InvalidationMode::Soft, rest),
-            _ => return,
+            _ => return Field::Applied,
         };
         let Some((b':', tag)) = tag.split_first() else {
-            return;
+            return Field::Applied;
         };
         if let Ok(tag) = std::str::from_utf8(tag) {
             self.apply(&[tag], stamp, mode);
         }
+        outcome
     }
 
-    /// Applies a published invalidation; false if it could not be parsed.
+    /// Applies a published invalidation; false if it could not be read
+    /// (including a stamp out of range, which is never adopted).
     pub(crate) fn apply_message(&self, payload: &[u8]) -> bool {
         match parse_message(payload) {
             Some(Message::All(stamp)) => {
@@ -149,126 +173,11 @@ pub(crate) fn parse_message(payload: &[u8]) -> Option<Message<'_>> {
     Some(Message::Tags { mode, stamp, tags })
 }
 
-/// Keeps the view current for as long as the store lives: subscribes, loads
-/// the hash, applies messages, and starts over whenever the subscription
-/// drops. `first` is told the outcome of the first attempt.
-pub(crate) async fn run(shared: Arc<StoreState>, first: oneshot::Sender<bool>) {
-    let mut first = Some(first);
-    let mut backoff = MIN_BACKOFF;
-    let mut node = 0usize;
-    loop {
-        let result = session(&shared, node, &mut first, &mut backoff).await;
-        shared.view.synced.store(false, Ordering::Release);
-        if let Err(error) = result {
-            tracing::warn!(%error, "tagcache redis invalidation feed lost; entries count as misses until it is back");
-        }
-        if let Some(first) = first.take() {
-            let _ = first.send(false);
-        }
-        node = node.wrapping_add(1);
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
-}
-
-async fn session(
-    shared: &StoreState,
-    node: usize,
-    first: &mut Option<oneshot::Sender<bool>>,
-    backoff: &mut Duration,
-) -> Result<(), StoreError> {
-    let options = &shared.options;
-    if let Some((client, slot)) = &shared.cluster {
-        if !slot.is_connected() {
-            slot.connect(client, options.connect_timeout + options.response_timeout)
-                .await?;
-        }
-    }
-    let client = &shared.pubsub_clients[node % shared.pubsub_clients.len()];
-    let pubsub = tokio::time::timeout(options.connect_timeout, client.get_async_pubsub())
-        .await
-        .map_err(|_| unavailable("timed out connecting the invalidation feed"))?
-        .map_err(|e| map_error(&e))?;
-    let (mut sink, mut stream) = pubsub.split();
-    tokio::time::timeout(
-        options.connect_timeout + options.response_timeout,
-        sink.subscribe(&shared.keys.channel),
-    )
-    .await
-    .map_err(|_| unavailable("timed out subscribing to the invalidation feed"))?
-    .map_err(|e| map_error(&e))?;
-    // Subscribed first, loaded second: an invalidation made meanwhile is
-    // either in the scan or in the feed (and applying it twice is harmless).
-    load(shared).await?;
-    // Messages that arrived during the scan are applied before the view
-    // claims to be in sync (the scan may have missed what they carry).
-    while let Some(Some(message)) = stream.next().now_or_never() {
-        apply(shared, &message)?;
-    }
-    shared.view.synced.store(true, Ordering::Release);
-    *backoff = MIN_BACKOFF;
-    if let Some(first) = first.take() {
-        let _ = first.send(true);
-    }
-    tracing::debug!(channel = %shared.keys.channel, "tagcache redis invalidation feed in sync");
-    loop {
-        match tokio::time::timeout(options.ping_interval, stream.next()).await {
-            Ok(Some(message)) => apply(shared, &message)?,
-            Ok(None) => return Err(unavailable("invalidation feed disconnected")),
-            Err(_) => {
-                // Quiet for a while: make sure the connection is still there.
-                tokio::time::timeout(options.response_timeout, sink.ping::<redis::Value>())
-                    .await
-                    .map_err(|_| unavailable("invalidation feed stopped answering"))?
-                    .map_err(|e| map_error(&e))?;
-            }
-        }
-    }
-}
-
-/// Applies one feed message. An invalidation we cannot read (another format
-/// during a rolling deploy, say) may be one we needed: the error makes the
-/// feed reload the whole table rather than carry on without it.
-fn apply(shared: &StoreState, message: &redis::Msg) -> Result<(), StoreError> {
-    if shared.view.apply_message(message.get_payload_bytes()) {
-        Ok(())
-    } else {
-        Err(StoreError::new(
-            StoreErrorKind::Corrupt,
-            "unreadable invalidation message; reloading the stamp table",
-        ))
-    }
-}
-
-/// Reads the whole stamp table in pages, each bounded by the response
-/// timeout (one `HGETALL` of a large table would block the server and could
-/// not finish within it).
-async fn load(shared: &StoreState) -> Result<(), StoreError> {
-    let mut cursor: u64 = 0;
-    loop {
-        let mut cmd = redis::cmd("HSCAN");
-        cmd.arg(&shared.keys.tags)
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(SCAN_COUNT);
-        let (next, fields): (u64, Fields) =
-            tokio::time::timeout(shared.options.response_timeout, shared.conn.query(&cmd))
-                .await
-                .map_err(|_| unavailable("timed out loading tag stamps"))?
-                .map_err(|e| map_error(&e))?;
-        for (field, value) in &fields {
-            shared.view.apply_field(field, value);
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entry::Tag;
+    use crate::store::redis::pending::Queued;
 
     #[test]
     fn parses_messages() {
@@ -306,6 +215,8 @@ mod tests {
             b"1|h|1|z:ab",
             b"1|h|1|2ab",
             b"1|h",
+            b"1|a|18446744073709551615|",
+            b"1|h|9007199254740993|1:a",
         ] {
             assert_eq!(
                 parse_message(bad),
@@ -316,18 +227,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn unsynced_view_treats_entries_as_invalid() {
-        let view = View::new(Duration::from_secs(60), 1000);
-        let entry = Entry {
-            tags: vec!["t".into()].into_boxed_slice(),
-            fill_stamp: Stamp(now_micros()),
+    fn entry(tags: &[&str], fill: Stamp) -> Entry {
+        Entry {
+            tags: tags.iter().map(|&t| Tag::from(t)).collect(),
+            fill_stamp: fill,
             stored_at_micros: now_micros(),
             ttl: Duration::from_secs(1),
             ..Entry::for_test()
-        };
+        }
+    }
+
+    #[test]
+    fn unsynced_view_treats_entries_as_invalid() {
+        let view = View::new(Duration::from_secs(60), 1000);
+        let entry = entry(&["t"], Stamp(now_micros()));
         assert_eq!(view.validity(&entry), Validity::Invalid);
-        view.synced.store(true, Ordering::Release);
+        view.set_synced(true);
         assert_eq!(view.validity(&entry), Validity::Valid);
         let later = format!("{}", entry.fill_stamp.0 + 1);
         view.apply_field(b"h:t", later.as_bytes());
@@ -335,9 +250,25 @@ mod tests {
     }
 
     #[test]
+    fn queued_invalidations_count_before_redis_takes_them() {
+        let view = View::new(Duration::from_secs(60), 1000);
+        view.set_synced(true);
+        let filled_later = entry(&["t"], Stamp(now_micros() + 10_000_000));
+        view.pending
+            .push(Queued::Tags(vec![Tag::from("t")], InvalidationMode::Hard));
+        // Whatever its fill stamp: the queued invalidation has no stamp yet.
+        assert_eq!(view.validity(&filled_later), Validity::Invalid);
+        assert_eq!(view.validity(&entry(&["u"], Stamp(1))), Validity::Valid);
+        let (id, _) = view.pending.front().unwrap();
+        view.apply(&["t"], Stamp(now_micros()), InvalidationMode::Hard);
+        view.pending.done(id);
+        assert_eq!(view.validity(&filled_later), Validity::Valid);
+    }
+
+    #[test]
     fn fields_and_floor_load() {
         let view = View::new(Duration::from_secs(60), 1000);
-        view.synced.store(true, Ordering::Release);
+        view.set_synced(true);
         let now = now_micros();
         view.apply_field(b"s:x", (now + 5).to_string().as_bytes());
         assert_eq!(
@@ -358,5 +289,25 @@ mod tests {
             view.board.validity(&["z"], Stamp(now + 11)),
             Validity::Valid
         );
+    }
+
+    #[test]
+    fn fields_out_of_range_fail_closed_now_and_are_never_adopted() {
+        let view = View::new(Duration::from_secs(60), 1000);
+        view.set_synced(true);
+        let before = Stamp(now_micros());
+        assert_eq!(
+            view.apply_field(b"floor", b"18446744073709551615"),
+            Field::OutOfRange
+        );
+        assert_eq!(
+            view.apply_field(b"h:t", b"9007199254740993"),
+            Field::OutOfRange
+        );
+        // What was filled before counts as invalidated...
+        assert_eq!(view.validity(&entry(&["u"], before)), Validity::Invalid);
+        // ...and what is filled from now on is valid again.
+        let after = Stamp(now_micros() + 1_000);
+        assert_eq!(view.validity(&entry(&["t", "u"], after)), Validity::Valid);
     }
 }
