@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use tagcache::store::redis::codec;
-use tagcache::{Cache, RedisStore};
+use tagcache::{Cache, RedisStore, Store};
 
 use support::apps::{items_app, Stream, BACK, DOWN, UP};
 use support::deadline::{backstop, eventually};
@@ -400,10 +400,23 @@ async fn a_frozen_redis_times_out_and_recovers() {
                 reply.cache_status()
             );
         }
-        // Invalidations fail too, and say so.
+        // By now the circuit breaker is open: calls fail at once, without
+        // asking the frozen server.
+        eventually("the breaker opens", || async { store.is_breaker_open() }).await;
+        assert!(matches!(
+            store.get(tagcache::KeyHash(1)).now_or_later(),
+            Ok(Err(e)) if e.kind() == tagcache::StoreErrorKind::CircuitOpen
+        ));
+        // Invalidations fail too, and say so; they are queued, and this
+        // instance counts them at once.
         let error = cache.invalidate(["item:1"]).await.unwrap_err();
-        assert_eq!(error.kind(), tagcache::StoreErrorKind::Unavailable);
+        assert_eq!(error.kind(), tagcache::StoreErrorKind::CircuitOpen);
+        assert_eq!(store.queued_invalidations(), 1);
         server.resume();
+        eventually("the queued invalidation reaches Redis", || async {
+            store.queued_invalidations() == 0
+        })
+        .await;
         wait_for_hit(&app, "/items/1").await;
     })
     .await;
@@ -447,7 +460,7 @@ async fn built_while_redis_is_down_then_starts_working() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn feed_keepalive_keeps_the_subscription() {
+async fn feed_heartbeats_keep_the_subscription() {
     backstop(async {
         let Some(server) = RedisServer::start() else {
             return;
@@ -462,13 +475,19 @@ async fn feed_keepalive_keeps_the_subscription() {
         let calls = |name: &str| server.command_calls().get(name).copied().unwrap_or(0);
         let subscribes = calls("subscribe");
         assert_eq!(subscribes, 1);
-        let pings = calls("ping");
+        let beats = calls("publish");
         let server_ref = &server;
-        eventually("the quiet feed is pinged", || async move {
-            server_ref.command_calls().get("ping").copied().unwrap_or(0) >= pings + 3
+        eventually("the quiet feed sends heartbeats", || async move {
+            server_ref
+                .command_calls()
+                .get("publish")
+                .copied()
+                .unwrap_or(0)
+                >= beats + 3
         })
         .await;
-        // Answered pings keep the subscription: no resubscribe, still in sync.
+        // Heartbeats that come back keep the subscription: no resubscribe,
+        // still in sync.
         assert_eq!(calls("subscribe"), subscribes);
         assert!(store.is_in_sync());
     })

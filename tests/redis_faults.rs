@@ -1,0 +1,307 @@
+//! Redis misbehaving: out of memory, cut off, connections killed under
+//! load, values out of range written by someone else. Whatever happens, no
+//! instance serves an entry an invalidation it made (or heard of) has
+//! covered: misses, never stale hits. Each test starts its own
+//! `redis-server`, and a loopback proxy where it needs to cut the link.
+#![cfg(feature = "redis")]
+
+mod support;
+
+#[path = "../examples/soak/proxy.rs"]
+#[allow(dead_code)]
+mod proxy;
+#[path = "../examples/soak/app.rs"]
+#[allow(dead_code)]
+mod soak_app;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::Router;
+use http::Request;
+use tagcache::{Cache, RedisStore};
+
+use proxy::Proxy;
+use soak_app::{router, version_of, Db, Floor};
+use support::deadline::{backstop, eventually, within};
+use support::harness::{get_reply, send, Reply};
+use support::redis_server::RedisServer;
+use support::stores::redis_store;
+
+fn put(uri: &str) -> Request<Body> {
+    Request::put(uri).body(Body::empty()).unwrap()
+}
+
+fn version(reply: &Reply) -> u64 {
+    version_of(&reply.text()).unwrap_or_else(|| panic!("no version in {:?}", reply.text()))
+}
+
+/// An instance of the app: its cache, its store and its router.
+struct Instance {
+    store: RedisStore,
+    app: Router,
+}
+
+impl Instance {
+    fn new(store: RedisStore, db: &Arc<Db>) -> Instance {
+        let cache = Cache::new(store.clone());
+        Instance {
+            app: router(&cache, db.clone()),
+            store,
+        }
+    }
+
+    async fn get(&self, id: usize) -> Reply {
+        get_reply(&self.app, &format!("/items/{id}")).await
+    }
+
+    async fn put(&self, id: usize) -> Reply {
+        send(&self.app, put(&format!("/items/{id}"))).await
+    }
+}
+
+/// Sets its flag when dropped.
+struct Stop(Arc<AtomicBool>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A store with short timeouts, so faults show quickly.
+async fn quick_store(url: &str, ns: &str) -> RedisStore {
+    RedisStore::builder(url)
+        .namespace(ns)
+        .connect_timeout(Duration::from_millis(300))
+        .response_timeout(Duration::from_millis(300))
+        .feed_ping_interval(Duration::from_millis(200))
+        .build()
+        .await
+        .expect("store builds")
+}
+
+/// Redis refuses writes for want of memory (`maxmemory` with `noeviction`)
+/// while an item changes: the invalidation is still recorded (it is a few
+/// bytes, allowed to run out of memory) and reaches the other instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_while_redis_is_out_of_memory_is_recorded() {
+    backstop(async {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let db = Db::new(4);
+        let a = Instance::new(redis_store(&server.url(), "oom").await, &db);
+        let b = Instance::new(redis_store(&server.url(), "oom").await, &db);
+        a.get(1).await;
+        eventually("the entry is a hit on both instances", || async {
+            a.get(1).await.is_hit() && b.get(1).await.is_hit()
+        })
+        .await;
+
+        server.cmd_str(&["CONFIG", "SET", "maxmemory", "1"]);
+        let written = a.put(1).await;
+        assert_eq!(version(&written), 1);
+        // Entries cannot be stored meanwhile, but reads are answered.
+        assert_eq!(version(&a.get(1).await), 1);
+        server.cmd_str(&["CONFIG", "SET", "maxmemory", "0"]);
+
+        assert_eq!(a.store.queued_invalidations(), 0, "Redis took it at once");
+        assert_eq!(version(&a.get(1).await), 1);
+        eventually("the other instance reads the new version", || async {
+            version(&b.get(1).await) == 1
+        })
+        .await;
+    })
+    .await;
+}
+
+/// The link to Redis is cut (packets dropped, then connections refused)
+/// while an item changes: the writing instance counts the invalidation at
+/// once and sends it when the link is back; the other instance then hears
+/// of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_during_a_partition_is_queued_and_sent_after() {
+    backstop(async {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        for (round, cut) in [proxy::Mode::Stall, proxy::Mode::Drop]
+            .into_iter()
+            .enumerate()
+        {
+            let ns = format!("partition{round}");
+            let link = Proxy::start(format!("127.0.0.1:{}", server.port()).parse().unwrap())
+                .await
+                .unwrap();
+            let db = Db::new(4);
+            let a = Instance::new(quick_store(&link.redis_url(), &ns).await, &db);
+            let b = Instance::new(redis_store(&server.url(), &ns).await, &db);
+            a.get(1).await;
+            eventually("the entry is a hit on both instances", || async {
+                a.get(1).await.is_hit() && b.get(1).await.is_hit()
+            })
+            .await;
+
+            match cut {
+                proxy::Mode::Stall => link.stall(),
+                _ => link.drop_all(),
+            }
+            let written = a.put(1).await;
+            assert_eq!(version(&written), 1);
+            assert_eq!(a.store.queued_invalidations(), 1, "{cut:?}");
+            // Never the old version on the writing instance.
+            for _ in 0..3 {
+                assert_eq!(version(&a.get(1).await), 1, "{cut:?}");
+            }
+
+            link.heal();
+            eventually("the queued invalidation reaches Redis", || async {
+                a.store.queued_invalidations() == 0
+            })
+            .await;
+            eventually("the other instance reads the new version", || async {
+                version(&b.get(1).await) == 1
+            })
+            .await;
+            eventually("the writing instance caches again", || async {
+                let reply = a.get(1).await;
+                reply.is_hit() && version(&reply) == 1
+            })
+            .await;
+        }
+    })
+    .await;
+}
+
+/// Redis kills the app's connections again and again while items change
+/// and are read: no read that starts after a write came back sees an older
+/// version on the writing instance, and once the faults stop, the other
+/// instance reads every item fresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_connections_under_load_never_serve_stale_reads() {
+    backstop(async {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        const ITEMS: usize = 4;
+        const WRITES: usize = 300;
+        const MIN_HITS: u64 = 50;
+        let db = Db::new(ITEMS);
+        let floor = Floor::new(ITEMS);
+        let a = Arc::new(Instance::new(
+            quick_store(&server.url(), "kills").await,
+            &db,
+        ));
+        let b = Instance::new(redis_store(&server.url(), "kills").await, &db);
+        let done = Arc::new(AtomicBool::new(false));
+        // The readers and the killer stop when the test ends, however it
+        // ends (a failed assertion must not leave them running).
+        let _stop = Stop(done.clone());
+        let (reads, hits, stale) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+        );
+
+        let readers: Vec<_> = (0..2)
+            .map(|r| {
+                let (a, floor, done) = (a.clone(), floor.clone(), done.clone());
+                let (reads, hits, stale) = (reads.clone(), hits.clone(), stale.clone());
+                tokio::spawn(async move {
+                    let mut n = r;
+                    while !done.load(Ordering::SeqCst) {
+                        let id = n % ITEMS;
+                        n += 1;
+                        let at_least = floor.at_least(id);
+                        let reply = a.get(id).await;
+                        reads.fetch_add(1, Ordering::Relaxed);
+                        if reply.is_hit() {
+                            hits.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if version(&reply) < at_least {
+                            stale.fetch_add(1, Ordering::Relaxed);
+                            eprintln!(
+                                "stale: item {id} {} < {at_least} ({})",
+                                reply.text(),
+                                reply.cache_status()
+                            );
+                        }
+                        // Pace the readers: with the breaker open a read
+                        // never waits on anything, and a task that never
+                        // yields would keep its worker (and the timers it
+                        // drives) from everything else.
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                })
+            })
+            .collect();
+        let killer = {
+            let (done, port) = (done.clone(), server.port());
+            tokio::task::spawn_blocking(move || {
+                let mut n = 0u64;
+                while !done.load(Ordering::SeqCst) {
+                    n += 1;
+                    let kind: &[u8] = if n % 20 == 0 { b"pubsub" } else { b"normal" };
+                    let _ = support::redis_server::command_on(
+                        port,
+                        &[b"CLIENT", b"KILL", b"TYPE", kind],
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        // Write until both enough writes and enough hits happened: a run
+        // without hits could not have served a stale one. The killer makes
+        // hits rare, so their number is waited for, not assumed.
+        within("enough writes and hits under killed connections", async {
+            let mut w = 0;
+            while w < WRITES || hits.load(Ordering::SeqCst) < MIN_HITS {
+                let id = w % ITEMS;
+                w += 1;
+                let written = a.put(id).await;
+                floor.written(id, version(&written));
+                // Let reads happen between writes.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await;
+        done.store(true, Ordering::SeqCst);
+        for reader in readers {
+            reader.await.unwrap();
+        }
+        killer.await.unwrap();
+
+        eventually("every queued invalidation reaches Redis", || async {
+            a.store.queued_invalidations() == 0
+        })
+        .await;
+        eventually("both feeds in sync", || async {
+            a.store.is_in_sync() && b.store.is_in_sync()
+        })
+        .await;
+        for id in 0..ITEMS {
+            let latest = floor.at_least(id);
+            assert_eq!(
+                version(&b.get(id).await),
+                latest,
+                "item {id} on the other instance"
+            );
+            assert_eq!(version(&a.get(id).await), latest, "item {id} on the writer");
+        }
+        let (reads, hits, stale) = (
+            reads.load(Ordering::SeqCst),
+            hits.load(Ordering::SeqCst),
+            stale.load(Ordering::SeqCst),
+        );
+        println!("{reads} reads, {hits} hits, {stale} stale under killed connections");
+        assert_eq!(stale, 0, "stale reads on the writing instance");
+        assert!(
+            reads > 100 && hits >= MIN_HITS,
+            "the test read too little: {reads} reads, {hits} hits"
+        );
+    })
+    .await;
+}
