@@ -233,10 +233,13 @@ async fn invalidation_survives_client_disconnect() {
 }
 
 /// A memory store that returns every entry as if it had been stored `age`
-/// earlier, so `Age` can be checked on old entries without waiting.
+/// earlier, so `Age` can be checked on old entries without waiting; and
+/// that, unless it `vouches`, counts every entry as invalid (as a Redis
+/// store does while its feed resyncs).
 struct AgedStore {
-    inner: tagcache::MemoryStore,
+    inner: Arc<tagcache::MemoryStore>,
     age: Duration,
+    vouches: bool,
 }
 
 impl tagcache::Store for AgedStore {
@@ -278,7 +281,10 @@ impl tagcache::Store for AgedStore {
         self.inner.invalidate_all()
     }
     fn validity(&self, entry: &tagcache::Entry) -> tagcache::Validity {
-        self.inner.validity(entry)
+        match self.vouches {
+            true => self.inner.validity(entry),
+            false => tagcache::Validity::Invalid,
+        }
     }
     fn max_entry_life(&self) -> Duration {
         self.inner.max_entry_life()
@@ -295,8 +301,9 @@ async fn hits_say_how_old_their_entry_is() {
     backstop(async {
         let age = Duration::from_secs(100);
         let store = AgedStore {
-            inner: tagcache::MemoryStore::default(),
+            inner: Arc::default(),
             age,
+            vouches: true,
         };
         let cache = Cache::new(store);
         let calls = Counter::default();
@@ -329,6 +336,34 @@ async fn hits_say_how_old_their_entry_is() {
             );
         }
         assert_eq!(calls.get(), 1);
+    })
+    .await;
+}
+
+/// `Cache-Status` says `stored` only of a response the store takes: while
+/// the store counts every entry as invalid, misses say nothing about
+/// storing, and nothing is stored.
+#[tokio::test]
+async fn stored_is_not_claimed_when_the_store_would_refuse_the_entry() {
+    backstop(async {
+        let inner = Arc::new(tagcache::MemoryStore::default());
+        let store = AgedStore {
+            inner: inner.clone(),
+            age: Duration::ZERO,
+            vouches: false,
+        };
+        let cache = Cache::new(store);
+        let calls = Counter::default();
+        let app = counting_app(&cache, calls.clone(), |l| l.ttl(Duration::from_secs(300)));
+        for n in 1..=2 {
+            let reply = get_reply(&app, "/r").await;
+            assert_eq!(reply.text(), format!("call{n}"));
+            let status = reply.cache_status();
+            assert!(status.contains("miss"), "{status}");
+            assert!(!status.contains("stored"), "{status}");
+        }
+        assert_eq!(calls.get(), 2);
+        assert_eq!(inner.entry_count(), 0);
     })
     .await;
 }

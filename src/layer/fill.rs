@@ -25,7 +25,7 @@ use crate::semantics::storable::{self, Freshness};
 use crate::semantics::vary::{request_values, Vary};
 use crate::semantics::verdict::{within_stale_window, MissKind, Selector, Verdict};
 use crate::semantics::NotStoredReason;
-use crate::stamp::{now_micros, Stamp};
+use crate::stamp::{now_micros, Stamp, Validity};
 use crate::store::StoreResult;
 use crate::tags::{copy_head, gather, key_tag};
 
@@ -186,12 +186,18 @@ where
             vary,
         };
         let (put_hash, template, index) = shape.entry(&route, &request_head, &head);
-        // `stored` is only claimed when the body is known to fit; a body of
-        // unknown length may still grow past the limit while streaming.
+        // `stored` is only claimed when the body is known to fit (a body of
+        // unknown length may still grow past the limit while streaming) and
+        // the store vouches for the entry now: one it already counts as
+        // invalid (a tag invalidated during the origin call, a Redis feed
+        // still resyncing) will not be stored unless that changes before
+        // the body ends, so nothing is said about storing it.
         let max = route.options.rules.max_body_bytes;
         let exact = body.size_hint().exact();
         let storing = match exact {
-            Some(len) if len <= max as u64 => Storing::Yes,
+            Some(len) if len <= max as u64 && route.validity(&template) != Validity::Invalid => {
+                Storing::Yes
+            }
             _ => Storing::Unknown,
         };
         let status = Outcome::Forwarded { kind, storing }.report(&route);
