@@ -27,7 +27,7 @@ use proxy::Proxy;
 use soak_app::{router, version_of, Db, Floor};
 use support::deadline::{backstop, eventually, within};
 use support::harness::{get_reply, send, Reply};
-use support::redis_server::RedisServer;
+use support::redis_server::{RedisServer, Resp};
 use support::stores::redis_store;
 
 fn put(uri: &str) -> Request<Body> {
@@ -302,6 +302,146 @@ async fn killed_connections_under_load_never_serve_stale_reads() {
             reads > 100 && hits >= MIN_HITS,
             "the test read too little: {reads} reads, {hits} hits"
         );
+    })
+    .await;
+}
+
+/// 2^53: past it Lua's numbers (doubles) and Rust's integers disagree.
+const EXACT_LIMIT: u64 = 1 << 53;
+
+/// Values out of range written into the namespace's keys by someone else
+/// (the four that used to stop caching for good: a clock at `u64::MAX`, a
+/// clock past Lua's exact integers, a published stamp at `u64::MAX`, a
+/// floor at `u64::MAX`). Each is repaired or rejected, never adopted: an
+/// invalidation right after it still works on both instances, and caching
+/// resumes by itself, without a restart.
+async fn survives_poison(ns: &str, poison: impl FnOnce(&RedisServer)) {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let db = Db::new(4);
+    let a = Instance::new(quick_store(&server.url(), ns).await, &db);
+    let b = Instance::new(quick_store(&server.url(), ns).await, &db);
+    a.get(1).await;
+    eventually("the entry is a hit on both instances", || async {
+        a.get(1).await.is_hit() && b.get(1).await.is_hit()
+    })
+    .await;
+
+    poison(&server);
+
+    let written = a.put(1).await;
+    assert_eq!(version(&written), 1);
+    assert_eq!(version(&a.get(1).await), 1, "the writer reads its write");
+    eventually("the other instance reads the new version", || async {
+        version(&b.get(1).await) == 1
+    })
+    .await;
+    eventually("both instances cache again", || async {
+        let (ra, rb) = (a.get(1).await, b.get(1).await);
+        ra.is_hit() && rb.is_hit() && version(&ra) == 1 && version(&rb) == 1
+    })
+    .await;
+    // And a second change is seen too: stamps still advance.
+    let written = a.put(1).await;
+    assert_eq!(version(&written), 2);
+    assert_eq!(version(&a.get(1).await), 2);
+    eventually("the other instance reads the second change", || async {
+        version(&b.get(1).await) == 2
+    })
+    .await;
+    let clock = server.cmd_str(&["GET", &format!("{{{ns}}}:clock")]).text();
+    let clock: u64 = clock.parse().unwrap_or_else(|_| panic!("clock {clock:?}"));
+    assert!(clock < EXACT_LIMIT, "the clock was left at {clock}");
+    let Resp::Array(table) = server.cmd_str(&["HGETALL", &format!("{{{ns}}}:tags")]) else {
+        panic!("the stamp table is not a hash");
+    };
+    for pair in table.chunks(2) {
+        let (field, value) = (pair[0].text(), pair[1].text());
+        let value: u64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("{field} = {value:?}"));
+        assert!(value < EXACT_LIMIT, "{field} was left at {value}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_at_u64_max_is_repaired() {
+    backstop(survives_poison("poison-max-clock", |server| {
+        server.cmd_str(&["SET", "{poison-max-clock}:clock", "18446744073709551615"]);
+    }))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_past_exact_integers_is_repaired() {
+    backstop(survives_poison("poison-inexact-clock", |server| {
+        server.cmd_str(&["SET", "{poison-inexact-clock}:clock", "9007199254740993"]);
+    }))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_stamp_out_of_range_is_rejected() {
+    backstop(survives_poison("poison-message", |server| {
+        let subscribers = server.int(&[
+            "PUBLISH",
+            "poison-message:invalidations",
+            "1|a|18446744073709551615|",
+        ]);
+        assert_eq!(subscribers, 2, "both feeds heard the message");
+    }))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_floor_out_of_range_is_repaired_on_resync() {
+    backstop(survives_poison("poison-floor", |server| {
+        server.cmd_str(&[
+            "HSET",
+            "{poison-floor}:tags",
+            "floor",
+            "18446744073709551615",
+        ]);
+        // Make both feeds reload the table.
+        server.cmd_str(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    }))
+    .await;
+}
+
+/// The stamp rule depends on `max_entry_life` (stamps older than it are
+/// pruned): instances sharing a namespace must agree on it. The first one
+/// records it; one configured differently refuses to build, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_with_another_max_entry_life_is_refused() {
+    backstop(async {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let build = |life: u64| {
+            RedisStore::builder(server.url())
+                .namespace("life")
+                .max_entry_life(Duration::from_secs(life))
+                .build()
+        };
+        let first = build(3600).await.expect("the first instance builds");
+        build(3600).await.expect("an instance that agrees builds");
+        let error = build(60)
+            .await
+            .expect_err("an instance that disagrees is refused");
+        let message = error.to_string();
+        assert!(
+            message.contains("max_entry_life") && message.contains("same"),
+            "{message}"
+        );
+        drop(first);
+        // Another namespace is free to choose.
+        RedisStore::builder(server.url())
+            .namespace("life-short")
+            .max_entry_life(Duration::from_secs(60))
+            .build()
+            .await
+            .expect("another namespace builds");
     })
     .await;
 }
