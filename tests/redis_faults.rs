@@ -445,3 +445,82 @@ async fn an_instance_with_another_max_entry_life_is_refused() {
     })
     .await;
 }
+
+/// Makes `replica` a replica of `master` and waits until it has the
+/// master's whole dataset.
+async fn replicate(replica: &RedisServer, master: &RedisServer) {
+    let port = master.port().to_string();
+    replica.cmd_str(&["REPLICAOF", "127.0.0.1", &port]);
+    eventually("the replica is in sync with its master", || async {
+        let info = replica.cmd_str(&["INFO", "replication"]).text();
+        info.contains("master_link_status:up") && info.contains("master_sync_in_progress:0")
+    })
+    .await;
+}
+
+/// A master fails after recording an invalidation its replica never got
+/// (the replica had lost its link), and the replica is promoted: with `wait_for_replicas(1)` the
+/// writing instance saw that the replica did not confirm it, kept it, and
+/// sends it again to the new master, so an instance that starts afterwards
+/// (and loads the stamp table from the new master) does not serve the entry
+/// it covered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_a_promoted_replica_missed_is_sent_again() {
+    backstop(async {
+        let (Some(mut master), Some(replica)) = (RedisServer::start(), RedisServer::start()) else {
+            return;
+        };
+        replicate(&replica, &master).await;
+        let db = Db::new(4);
+        let store = RedisStore::builder(master.url())
+            .namespace("failover")
+            .connect_timeout(Duration::from_millis(300))
+            .response_timeout(Duration::from_millis(300))
+            .wait_for_replicas(1)
+            .build()
+            .await
+            .expect("store builds");
+        let a = Instance::new(store, &db);
+        a.get(1).await;
+        eventually("the entry is a hit", || async { a.get(1).await.is_hit() }).await;
+        // The entry is on the replica too.
+        assert_eq!(master.int(&["WAIT", "1", "5000"]), 1);
+
+        // The replica loses its link (and with it, everything written from
+        // now on) just before the item changes.
+        replica.cmd_str(&["REPLICAOF", "NO", "ONE"]);
+        let written = a.put(1).await;
+        assert_eq!(version(&written), 1);
+        assert_eq!(
+            a.store.queued_invalidations(),
+            1,
+            "an invalidation no replica confirmed is kept"
+        );
+        assert_eq!(version(&a.get(1).await), 1);
+
+        // Failover: the master dies, the replica (with the old entry but
+        // without the invalidation) is promoted and takes over the
+        // master's address.
+        master.stop();
+        master.restart();
+        replicate(&master, &replica).await;
+        master.cmd_str(&["REPLICAOF", "NO", "ONE"]);
+        replicate(&replica, &master).await;
+
+        eventually("the kept invalidation reaches the new master", || async {
+            a.store.queued_invalidations() == 0
+        })
+        .await;
+        // A new instance, which only knows what the new master holds. (The
+        // writer is not asked first: its read would overwrite the entry.)
+        let c = Instance::new(quick_store(&master.url(), "failover").await, &db);
+        eventually("the new instance is in sync", || async {
+            c.store.is_in_sync()
+        })
+        .await;
+        let reply = c.get(1).await;
+        assert_eq!(version(&reply), 1, "{}", reply.cache_status());
+        assert_eq!(version(&a.get(1).await), 1);
+    })
+    .await;
+}

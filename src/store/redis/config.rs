@@ -66,6 +66,7 @@ pub(crate) struct Options {
     pub(crate) max_entry_life: Duration,
     pub(crate) max_tags: usize,
     pub(crate) ping_interval: Duration,
+    pub(crate) replicas_to_wait: usize,
 }
 
 /// Options for a [`RedisStore`]; see [`RedisStore::builder`].
@@ -90,6 +91,7 @@ impl RedisStoreBuilder {
                 max_entry_life: DEFAULT_MAX_ENTRY_LIFE,
                 max_tags: DEFAULT_MAX_TAGS,
                 ping_interval: DEFAULT_FEED_PING_INTERVAL,
+                replicas_to_wait: 0,
             },
         }
     }
@@ -132,6 +134,26 @@ impl RedisStoreBuilder {
     /// misses.
     pub fn max_tags(mut self, tags: usize) -> Self {
         self.options.max_tags = tags;
+        self
+    }
+
+    /// How many replicas must hold an invalidation before it counts as
+    /// made (default 0). Redis replicates asynchronously: a master that
+    /// fails right after recording an invalidation may be replaced by a
+    /// replica that never got it, and instances that load the stamp table
+    /// from the new master would not know of it. With `n > 0`, each
+    /// invalidation is followed by `WAIT n`; if fewer replicas confirm it
+    /// within half the response timeout, it is treated like one Redis did
+    /// not take: this instance counts it at once and sends it again until
+    /// `n` replicas have it. Set it to 1 when masters have replicas (it
+    /// costs one round trip per invalidation, none per read or fill).
+    ///
+    /// Fill stamps need no such wait: the clock is never behind the
+    /// server's `TIME`, so a promoted replica hands out stamps later than
+    /// any the old master did, as long as the nodes' clocks agree to
+    /// within the time a failover takes.
+    pub fn wait_for_replicas(mut self, replicas: usize) -> Self {
+        self.options.replicas_to_wait = replicas;
         self
     }
 

@@ -539,7 +539,29 @@ impl StoreState {
             Queued::All => self.view.apply_all(stamp),
             Queued::Tags(tags, mode) => self.view.apply(tags, stamp, *mode),
         }
+        self.wait_for_replicas().await?;
         Ok(stamp)
+    }
+
+    /// With [`wait_for_replicas`](RedisStoreBuilder::wait_for_replicas):
+    /// fails unless enough replicas confirm the writes made so far on this
+    /// connection (the invalidation just recorded).
+    async fn wait_for_replicas(&self) -> StoreResult<()> {
+        let wanted = self.options.replicas_to_wait;
+        if wanted == 0 {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(wanted)
+            .arg(self.options.response_timeout.as_millis() as u64 / 2);
+        let confirmed: usize = self.call("WAIT", self.conn.query(&cmd)).await?;
+        if confirmed < wanted {
+            metrics::counter!("tagcache_redis_unreplicated_invalidations_total").increment(1);
+            return Err(unavailable(format!(
+                "the invalidation reached {confirmed} of {wanted} replicas in time"
+            )));
+        }
+        Ok(())
     }
 
     /// Invalidates, or, when Redis does not take it, queues the
