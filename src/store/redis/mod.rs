@@ -11,9 +11,11 @@
 //! | `{ns}:clock` | string | the last stamp handed out |
 //! | `{ns}:tags` | hash | `h:<tag>` / `s:<tag>` → stamp of the tag's last hard / soft invalidation; `floor` → stamp of the last [`invalidate_all`](crate::Cache::purge_all) |
 //! | `{ns}:tagtimes` | sorted set | `h:<tag>` / `s:<tag>` scored by stamp, to prune old stamps in order |
+//! | `{ns}:settings` | hash | settings every instance must share (`max_entry_life_us`), recorded by the first |
 //! | `ns:invalidations` | pub/sub channel | every invalidation, for the other instances |
+//! | `ns:heartbeat:<id>` | pub/sub channel | one instance's feed heartbeat, published through the `{ns}` master |
 //!
-//! The three `{ns}` keys share a hash tag, so they live in one cluster slot
+//! Needs Redis 7.0 or later (the scripts declare `allow-oom`). The `{ns}` keys share a hash tag, so they live in one cluster slot
 //! and one Lua script can update them atomically; entries spread over all
 //! slots. An entry's value is a versioned binary encoding (see
 //! [`codec`]); a value that does not decode is counted, logged and treated
@@ -57,6 +59,37 @@
 //! connection and the feed reconnect by themselves, and hits resume without
 //! rebuilding anything. A store built while Redis is down starts in that
 //! state.
+//!
+//! * **Circuit breaker.** After 3 consecutive failed calls Redis is not
+//!   asked at all ([`StoreErrorKind::CircuitOpen`], counted in
+//!   `tagcache_redis_skipped_total{op}` and `tagcache_store_errors_total`,
+//!   gauge `tagcache_redis_breaker_open`, not logged per request): requests cost
+//!   the origin's latency, not a timeout. A background probe on a fresh
+//!   connection, with backoff, closes the breaker; the feed then resyncs
+//!   before any entry is trusted. Opening and closing are logged once, with
+//!   a periodic summary while it stays open.
+//! * **No invalidation is forgotten.** An invalidation Redis did not take
+//!   (down, out of memory, a killed connection, or fewer replicas than
+//!   [`wait_for_replicas`](RedisStoreBuilder::wait_for_replicas) confirmed)
+//!   fails with an error saying it was queued; this instance counts it at
+//!   once (its own reads are never stale) and sends it again until Redis
+//!   has it, which publishes it to the others. Instances that may have
+//!   missed it are out of sync meanwhile (their feed dropped, or their
+//!   breaker is open), so they serve misses, not stale hits. The queue is
+//!   bounded at 10 000 tags; past that it becomes one purge of everything
+//!   (gauge `tagcache_redis_queued_invalidations`).
+//!   *Limit:* the queue lives in the process: if this instance exits before
+//!   Redis comes back, an instance that never lost its link to Redis while
+//!   this one could not reach it has no way to hear of it.
+//! * **Stamps from the network are checked.** The clock never runs more
+//!   than an hour past the server's `TIME` and stays below 2^53 (where
+//!   Lua's numbers stop being exact); a clock found outside that is
+//!   repaired. A stamp read from Redis or received on the channel outside
+//!   that range is never adopted: a table field counts as an invalidation
+//!   now (and is repaired), a message makes the feed reload the table.
+//! * **The feed is checked end to end.** A heartbeat published through the
+//!   namespace's master every [`feed_ping_interval`](RedisStoreBuilder::feed_ping_interval)
+//!   must come back on the subscription, or the view drops out of sync.
 //!
 //! # Recommended server settings
 //!
