@@ -27,7 +27,7 @@ use proxy::Proxy;
 use soak_app::{router, version_of, Db, Floor};
 use support::deadline::{backstop, eventually, within};
 use support::harness::{get_reply, send, Reply};
-use support::redis_server::{RedisServer, Resp};
+use support::redis_server::{RedisCluster, RedisServer, Resp};
 use support::stores::redis_store;
 
 fn put(uri: &str) -> Request<Body> {
@@ -521,6 +521,263 @@ async fn an_invalidation_a_promoted_replica_missed_is_sent_again() {
         let reply = c.get(1).await;
         assert_eq!(version(&reply), 1, "{}", reply.cache_status());
         assert_eq!(version(&a.get(1).await), 1);
+    })
+    .await;
+}
+
+/// Reads and writes under load on two instances over a Redis Cluster with
+/// a replica per master, and what happened to them.
+#[derive(Default)]
+struct Load {
+    reads: AtomicU64,
+    hits: AtomicU64,
+    stale: AtomicU64,
+    failed: AtomicU64,
+    /// Read latencies in µs.
+    latencies: std::sync::Mutex<Vec<u64>>,
+}
+
+impl Load {
+    /// Prints the figures and asserts: no failed request, no stale read on
+    /// the writer, and enough traffic to mean something.
+    fn check(&self, fault: &str, resumed: Duration) {
+        let (reads, hits, stale, failed) = (
+            self.reads.load(Ordering::SeqCst),
+            self.hits.load(Ordering::SeqCst),
+            self.stale.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+        );
+        println!(
+            "{fault}: {reads} reads, {hits} hits, {stale} stale, {failed} failed; hits back {:.2} s after the fault; read p99 {:.1} ms",
+            resumed.as_secs_f64(),
+            self.p99_ms()
+        );
+        assert_eq!(failed, 0, "{fault}: failed requests");
+        assert_eq!(stale, 0, "{fault}: stale reads on the writing instance");
+        assert!(
+            hits > 0 && reads > 100,
+            "{fault}: {reads} reads, {hits} hits"
+        );
+    }
+
+    fn p99_ms(&self) -> f64 {
+        let mut all = self.latencies.lock().unwrap().clone();
+        all.sort_unstable();
+        let at = (all.len() * 99 / 100).min(all.len().saturating_sub(1));
+        all.get(at).copied().unwrap_or(0) as f64 / 1000.0
+    }
+}
+
+/// Readers on both instances (two each) and a writer on the first, until
+/// stopped; reads on the writer are checked against what it wrote.
+struct Traffic {
+    load: Arc<Load>,
+    done: Arc<AtomicBool>,
+    _stop: Stop,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(a: &Arc<Instance>, b: &Arc<Instance>, floor: &Arc<Floor>, items: usize) -> Traffic {
+        let load = Arc::new(Load::default());
+        let done = Arc::new(AtomicBool::new(false));
+        let mut tasks: Vec<_> = [a.clone(), a.clone(), b.clone(), b.clone()]
+            .into_iter()
+            .enumerate()
+            .map(|(r, instance)| {
+                let (load, floor, done) = (load.clone(), floor.clone(), done.clone());
+                let writer = r < 2;
+                tokio::spawn(async move {
+                    let mut n = r;
+                    while !done.load(Ordering::SeqCst) {
+                        let id = n % items;
+                        n += 1;
+                        let at_least = floor.at_least(id);
+                        let started = std::time::Instant::now();
+                        let reply = instance.get(id).await;
+                        let took = started.elapsed().as_micros() as u64;
+                        load.latencies.lock().unwrap().push(took);
+                        load.reads.fetch_add(1, Ordering::Relaxed);
+                        if !reply.status.is_success() {
+                            load.failed.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            load.hits
+                                .fetch_add(reply.is_hit() as u64, Ordering::Relaxed);
+                            if writer && version(&reply) < at_least {
+                                load.stale.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                })
+            })
+            .collect();
+        let (a, writes_load, floor, writes_done) =
+            (a.clone(), load.clone(), floor.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut w = 0;
+            while !writes_done.load(Ordering::SeqCst) {
+                let id = w % items;
+                w += 1;
+                let written = a.put(id).await;
+                if written.status.is_success() {
+                    floor.written(id, version(&written));
+                } else {
+                    writes_load.failed.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }));
+        Traffic {
+            load,
+            _stop: Stop(done.clone()),
+            done,
+            tasks,
+        }
+    }
+
+    async fn stop(self) -> Arc<Load> {
+        self.done.store(true, Ordering::SeqCst);
+        for task in self.tasks {
+            within("a reader or the writer stops", task).await.unwrap();
+        }
+        self.load
+    }
+}
+
+/// The master that owns the namespace's clock (and stamp table) is killed
+/// while two instances serve reads and one writes: a replica takes over,
+/// no request fails, the writer never reads an old version, and hits come
+/// back on both instances by themselves. Prints the time until they do and
+/// the p99 read latency over the whole run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_master_failover_under_load() {
+    backstop(async {
+        let Some(mut cluster) = RedisCluster::start_with(1, 1000) else {
+            return;
+        };
+        const ITEMS: usize = 4;
+        let db = Db::new(ITEMS);
+        let floor = Floor::new(ITEMS);
+        let store = |_: ()| {
+            RedisStore::builder(cluster.urls())
+                .cluster(true)
+                .namespace("fo")
+                .connect_timeout(Duration::from_millis(300))
+                .response_timeout(Duration::from_millis(300))
+                .feed_ping_interval(Duration::from_millis(200))
+                .build()
+        };
+        let a = Arc::new(Instance::new(store(()).await.unwrap(), &db));
+        let b = Arc::new(Instance::new(store(()).await.unwrap(), &db));
+        for id in 0..ITEMS {
+            a.get(id).await;
+        }
+        eventually("every item is a hit on both instances", || async {
+            let mut all = true;
+            for id in 0..ITEMS {
+                all &= a.get(id).await.is_hit() && b.get(id).await.is_hit();
+            }
+            all
+        })
+        .await;
+
+        let traffic = Traffic::start(&a, &b, &floor, ITEMS);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let owner = cluster.owner_of("{fo}:clock").port();
+        let owner_id = cluster
+            .owner_of("{fo}:clock")
+            .cmd_str(&["CLUSTER", "MYID"])
+            .text();
+        let killed = std::time::Instant::now();
+        cluster
+            .nodes
+            .iter_mut()
+            .find(|node| node.port() == owner)
+            .unwrap()
+            .stop();
+        // Its replica takes over at once (`TAKEOVER`: no election). The
+        // cluster's own failure detection and election take a few node
+        // timeouts more, and are Redis's business; what is measured here
+        // is how the instances get through the change of master.
+        let replica = cluster
+            .nodes
+            .iter()
+            .filter(|node| node.is_running())
+            .find(|node| {
+                node.cmd_str(&["CLUSTER", "NODES"])
+                    .text()
+                    .lines()
+                    .any(|line| line.contains("myself,slave") && line.contains(&owner_id))
+            })
+            .expect("the killed master had a replica");
+        replica.cmd_str(&["CLUSTER", "FAILOVER", "TAKEOVER"]);
+        // Hits are back once both instances answer every item from the
+        // cache again, with the latest version on the writer.
+        eventually(
+            "hits resume on both instances after the failover",
+            || async {
+                let mut all = true;
+                for id in 0..ITEMS {
+                    let (ra, rb) = (a.get(id).await, b.get(id).await);
+                    all &= ra.is_hit() && rb.is_hit() && version(&ra) >= floor.at_least(id);
+                }
+                all
+            },
+        )
+        .await;
+        let resumed = killed.elapsed();
+        let load = traffic.stop().await;
+        let new_owner = cluster.owner_of("{fo}:clock").port();
+        assert_ne!(new_owner, owner, "a replica took over the slot");
+
+        load.check("cluster failover", resumed);
+    })
+    .await;
+}
+
+/// A single Redis frozen (`SIGSTOP`) for 3 s under load: no request fails
+/// (the breaker serves them from the origin), the writer never reads an old
+/// version, and hits come back by themselves after `SIGCONT`. Prints the
+/// time until they do and the p99 read latency over the whole run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_redis_under_load() {
+    backstop(async {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        const ITEMS: usize = 4;
+        let db = Db::new(ITEMS);
+        let floor = Floor::new(ITEMS);
+        let a = Arc::new(Instance::new(
+            quick_store(&server.url(), "frozen").await,
+            &db,
+        ));
+        let b = Arc::new(Instance::new(
+            quick_store(&server.url(), "frozen").await,
+            &db,
+        ));
+        for id in 0..ITEMS {
+            a.get(id).await;
+        }
+        let traffic = Traffic::start(&a, &b, &floor, ITEMS);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.pause();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        server.resume();
+        let resumed_at = std::time::Instant::now();
+        eventually("hits resume on both instances after SIGCONT", || async {
+            let mut all = true;
+            for id in 0..ITEMS {
+                let (ra, rb) = (a.get(id).await, b.get(id).await);
+                all &= ra.is_hit() && rb.is_hit() && version(&ra) >= floor.at_least(id);
+            }
+            all
+        })
+        .await;
+        let resumed = resumed_at.elapsed();
+        traffic.stop().await.check("redis frozen 3 s", resumed);
     })
     .await;
 }

@@ -354,20 +354,26 @@ impl Drop for RedisServer {
     }
 }
 
-/// Three masters in a Redis Cluster, no replicas.
+/// Three masters in a Redis Cluster, each with `replicas` replicas.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
 }
 
 impl RedisCluster {
-    /// Starts the nodes, creates the cluster and waits until every node
+    /// Starts three masters, creates the cluster and waits until every node
     /// reports `cluster_state:ok`. `None` when Redis is not installed.
     pub fn start() -> Option<RedisCluster> {
+        RedisCluster::start_with(0, 5000)
+    }
+
+    /// [`start`](Self::start) with `replicas` replicas per master, and a
+    /// node timeout (after which a replica of a failed master takes over).
+    pub fn start_with(replicas: usize, node_timeout_ms: u64) -> Option<RedisCluster> {
         if !redis_available(true) {
             return None;
         }
         for attempt in 0..3 {
-            match RedisCluster::try_start() {
+            match RedisCluster::try_start(replicas, node_timeout_ms) {
                 Ok(cluster) => return Some(cluster),
                 Err(e) if attempt < 2 => eprintln!("retrying cluster start: {e}"),
                 Err(e) => panic!("could not start a redis cluster: {e}"),
@@ -376,9 +382,10 @@ impl RedisCluster {
         unreachable!()
     }
 
-    fn try_start() -> io::Result<RedisCluster> {
+    fn try_start(replicas: usize, node_timeout_ms: u64) -> io::Result<RedisCluster> {
         let mut nodes = Vec::new();
-        for _ in 0..3 {
+        let count = 3 * (1 + replicas);
+        for _ in 0..count {
             let port = free_cluster_port();
             let dir = fresh_dir("redis-cluster");
             let extra = vec![
@@ -387,7 +394,7 @@ impl RedisCluster {
                 "--cluster-config-file".to_owned(),
                 dir.join("nodes.conf").display().to_string(),
                 "--cluster-node-timeout".to_owned(),
-                "5000".to_owned(),
+                node_timeout_ms.to_string(),
             ];
             let mut node = RedisServer {
                 port,
@@ -407,7 +414,7 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"]);
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"]);
         let output = output_within(create, "redis-cli --cluster create")?;
         if !output.status.success() {
             return Err(io::Error::other(format!(
@@ -423,7 +430,7 @@ impl RedisCluster {
                 let info = node.cmd_str(&["CLUSTER", "INFO"]).text();
                 info.contains("cluster_state:ok")
                     && info.contains("cluster_slots_ok:16384")
-                    && info.contains("cluster_known_nodes:3")
+                    && info.contains(&format!("cluster_known_nodes:{count}"))
             });
             if ready {
                 return Ok(cluster);
