@@ -62,6 +62,15 @@ impl Instance {
     }
 }
 
+/// Waits until item `id` is a hit on both instances (once one of them
+/// filled it).
+async fn hit_on_both(a: &Instance, b: &Instance, id: usize) {
+    eventually("the entry is a hit on both instances", || async {
+        a.get(id).await.is_hit() && b.get(id).await.is_hit()
+    })
+    .await;
+}
+
 /// Sets its flag when dropped.
 struct Stop(Arc<AtomicBool>);
 
@@ -96,10 +105,7 @@ async fn an_invalidation_while_redis_is_out_of_memory_is_recorded() {
         let a = Instance::new(redis_store(&server.url(), "oom").await, &db);
         let b = Instance::new(redis_store(&server.url(), "oom").await, &db);
         a.get(1).await;
-        eventually("the entry is a hit on both instances", || async {
-            a.get(1).await.is_hit() && b.get(1).await.is_hit()
-        })
-        .await;
+        hit_on_both(&a, &b, 1).await;
 
         server.cmd_str(&["CONFIG", "SET", "maxmemory", "1"]);
         let written = a.put(1).await;
@@ -140,10 +146,7 @@ async fn an_invalidation_during_a_partition_is_queued_and_sent_after() {
             let a = Instance::new(quick_store(&link.redis_url(), &ns).await, &db);
             let b = Instance::new(redis_store(&server.url(), &ns).await, &db);
             a.get(1).await;
-            eventually("the entry is a hit on both instances", || async {
-                a.get(1).await.is_hit() && b.get(1).await.is_hit()
-            })
-            .await;
+            hit_on_both(&a, &b, 1).await;
 
             match cut {
                 proxy::Mode::Stall => link.stall(),
@@ -323,10 +326,7 @@ async fn survives_poison(ns: &str, poison: impl FnOnce(&RedisServer)) {
     let a = Instance::new(quick_store(&server.url(), ns).await, &db);
     let b = Instance::new(quick_store(&server.url(), ns).await, &db);
     a.get(1).await;
-    eventually("the entry is a hit on both instances", || async {
-        a.get(1).await.is_hit() && b.get(1).await.is_hit()
-    })
-    .await;
+    hit_on_both(&a, &b, 1).await;
 
     poison(&server);
 

@@ -110,7 +110,6 @@ impl Conn {
         cluster_client: Option<&ClusterClient>,
         deadline: Duration,
     ) -> Result<(), StoreError> {
-        let ping = redis::cmd("PING");
         match (self, cluster_client) {
             (Conn::Single(slot), _) => {
                 let fresh = tokio::time::timeout(
@@ -120,13 +119,7 @@ impl Conn {
                 .await
                 .map_err(|_| unavailable("timed out connecting to Redis"))?
                 .map_err(|e| map_error(&e))?;
-                tokio::time::timeout(
-                    deadline,
-                    ping.query_async::<redis::Value>(&mut fresh.clone()),
-                )
-                .await
-                .map_err(|_| unavailable("no answer to PING"))?
-                .map_err(|e| map_error(&e))?;
+                answers_ping(fresh.clone(), deadline).await?;
                 *slot.manager.write().unwrap_or_else(|e| e.into_inner()) = fresh;
                 Ok(())
             }
@@ -135,19 +128,28 @@ impl Conn {
                     .await
                     .map_err(|_| unavailable("timed out connecting to the cluster"))?
                     .map_err(|e| map_error(&e))?;
-                tokio::time::timeout(
-                    deadline,
-                    ping.query_async::<redis::Value>(&mut fresh.clone()),
-                )
-                .await
-                .map_err(|_| unavailable("no answer to PING"))?
-                .map_err(|e| map_error(&e))?;
+                answers_ping(fresh.clone(), deadline).await?;
                 *slot.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
                 Ok(())
             }
             (Conn::Cluster(_), None) => Err(unavailable("no cluster client")),
         }
     }
+}
+
+/// Whether `conn` answers `PING` within `deadline`.
+async fn answers_ping(
+    mut conn: impl redis::aio::ConnectionLike,
+    deadline: Duration,
+) -> Result<(), StoreError> {
+    tokio::time::timeout(
+        deadline,
+        redis::cmd("PING").query_async::<redis::Value>(&mut conn),
+    )
+    .await
+    .map_err(|_| unavailable("no answer to PING"))?
+    .map_err(|e| map_error(&e))?;
+    Ok(())
 }
 
 impl SingleSlot {
