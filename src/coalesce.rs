@@ -21,14 +21,35 @@
 //! The table holds one small record per key with an origin call in
 //! progress, removed when the flight ends: it is bounded by the requests in
 //! flight, not by the keys clients ask for.
+//!
+//! # Remembered passes
+//!
+//! A flight whose response could not be shared for a reason that lasts
+//! (`Set-Cookie`, `private`, too large...: see
+//! [`NotStoredReason::lasts`](crate::semantics::NotStoredReason::lasts))
+//! makes its key *pass* for [`PASS_FOR`]: misses for it go to the origin at
+//! once, in parallel, instead of queueing behind a leader whose answer they
+//! could not take (the proxies' hit-for-pass). A pass changes nothing
+//! else: the response is still judged, and stored if it turns out
+//! storable, which ends the pass. At most [`MAX_PASSES`] keys pass at a
+//! time; past that, new ones are not remembered (those herds queue as
+//! before), so client input cannot grow the table.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
 use tokio::sync::watch;
 
 use crate::entry::{Entry, KeyHash};
+use crate::stamp::{micros, now_micros};
+
+/// How long a key whose response could not be shared skips its flight.
+pub(crate) const PASS_FOR: Duration = Duration::from_secs(60);
+
+/// Most keys remembered as passing at a time (about 40 bytes each).
+pub(crate) const MAX_PASSES: usize = 10_000;
 
 /// How a flight ended.
 #[derive(Clone, Debug)]
@@ -62,10 +83,12 @@ impl Flight {
     }
 }
 
-/// The flights in progress, by key.
+/// The flights in progress, by key, and the keys that pass.
 #[derive(Default)]
 pub(crate) struct Coalescer {
     flights: DashMap<KeyHash, Arc<Flight>>,
+    /// Keys whose misses skip the flight, until the time (µs) given.
+    passes: DashMap<KeyHash, u64>,
 }
 
 pub(crate) enum Role {
@@ -103,6 +126,38 @@ impl Coalescer {
             .remove_if(&key, |_, current| Arc::ptr_eq(current, flight));
     }
 
+    /// Whether misses for `key` should go to the origin without joining
+    /// its flight (see the module docs).
+    pub(crate) fn passes(&self, key: KeyHash) -> bool {
+        let Some(until) = self.passes.get(&key).map(|until| *until) else {
+            return false;
+        };
+        if until > now_micros() {
+            return true;
+        }
+        self.passes
+            .remove_if(&key, |_, until| *until <= now_micros());
+        false
+    }
+
+    /// Makes `key` pass for [`PASS_FOR`] (unless [`MAX_PASSES`] keys
+    /// already do, even after dropping the expired ones).
+    pub(crate) fn remember_pass(&self, key: KeyHash) {
+        let now = now_micros();
+        if self.passes.len() >= MAX_PASSES && !self.passes.contains_key(&key) {
+            self.passes.retain(|_, until| *until > now);
+            if self.passes.len() >= MAX_PASSES {
+                return;
+            }
+        }
+        self.passes.insert(key, now + micros(PASS_FOR));
+    }
+
+    /// Ends `key`'s pass: its response was stored.
+    pub(crate) fn forget_pass(&self, key: KeyHash) {
+        self.passes.remove(&key);
+    }
+
     /// Number of flights in the table (for tests).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
@@ -137,9 +192,13 @@ impl FlightGuard {
             .send_replace(Some(FlightEnd::Shared(entry)));
     }
 
-    /// Tells the waiters to call the origin themselves.
-    pub(crate) fn not_shareable(mut self) {
+    /// Tells the waiters to call the origin themselves; with `lasting`,
+    /// the key passes for a while (see the module docs).
+    pub(crate) fn not_shareable(mut self, lasting: bool) {
         self.reported = true;
+        if lasting {
+            self.coalescer.remember_pass(self.key);
+        }
         self.coalescer.retire(self.key, &self.flight);
         self.flight
             .outcome
@@ -173,7 +232,7 @@ mod tests {
             panic!("second must wait")
         };
         let waiting = tokio::spawn(async move { flight.outcome().await });
-        guard.not_shareable();
+        guard.not_shareable(false);
         assert!(matches!(waiting.await.unwrap(), FlightEnd::NotShareable));
         assert_eq!(coalescer.len(), 0);
     }
@@ -191,5 +250,42 @@ mod tests {
         drop(guard);
         assert!(matches!(flight.outcome().await, FlightEnd::Abandoned));
         assert!(matches!(coalescer.join(key), Role::Leader(_)));
+    }
+
+    #[test]
+    fn a_lasting_refusal_makes_the_key_pass_until_forgotten() {
+        let coalescer = Arc::new(Coalescer::default());
+        let key = KeyHash(3);
+        let Role::Leader(guard) = coalescer.join(key) else {
+            panic!()
+        };
+        guard.not_shareable(true);
+        assert!(coalescer.passes(key));
+        assert!(!coalescer.passes(KeyHash(4)));
+        coalescer.forget_pass(key);
+        assert!(!coalescer.passes(key));
+        let Role::Leader(guard) = coalescer.join(key) else {
+            panic!()
+        };
+        guard.not_shareable(false);
+        assert!(
+            !coalescer.passes(key),
+            "a passing refusal is not remembered"
+        );
+    }
+
+    #[test]
+    fn passes_are_bounded_and_expire() {
+        let coalescer = Coalescer::default();
+        for n in 0..MAX_PASSES as u128 + 10 {
+            coalescer.remember_pass(KeyHash(n));
+        }
+        assert_eq!(coalescer.passes.len(), MAX_PASSES);
+        assert!(!coalescer.passes(KeyHash(MAX_PASSES as u128 + 5)));
+        // An expired pass no longer counts, and makes room.
+        coalescer.passes.insert(KeyHash(0), now_micros() - 1);
+        assert!(!coalescer.passes(KeyHash(0)));
+        coalescer.remember_pass(KeyHash(u128::MAX));
+        assert!(coalescer.passes(KeyHash(u128::MAX)));
     }
 }

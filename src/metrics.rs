@@ -6,7 +6,7 @@
 //!
 //! Metric names:
 //! `tagcache_hits_total`, `tagcache_misses_total`, `tagcache_stale_total`,
-//! `tagcache_collapsed_total`, `tagcache_bypass_total{reason}`,
+//! `tagcache_collapsed_total`, `tagcache_passes_total`, `tagcache_bypass_total{reason}`,
 //! `tagcache_not_stored_total{reason}`, `tagcache_invalidations_total`,
 //! `tagcache_store_errors_total{op}` and the histogram
 //! `tagcache_store_seconds{op}`; every one carries `route`. The Redis store
@@ -57,6 +57,7 @@ struct Handles {
     misses: Counter,
     stale: Counter,
     collapsed: Counter,
+    passes: Counter,
     bypass: [Counter; BypassReason::ALL.len()],
     not_stored: [Counter; NotStoredReason::ALL.len()],
     invalidations: Counter,
@@ -72,6 +73,7 @@ impl Handles {
             misses: metrics::counter!("tagcache_misses_total", "route" => route.clone()),
             stale: metrics::counter!("tagcache_stale_total", "route" => route.clone()),
             collapsed: metrics::counter!("tagcache_collapsed_total", "route" => route.clone()),
+            passes: metrics::counter!("tagcache_passes_total", "route" => route.clone()),
             bypass: BypassReason::ALL.map(|r| {
                 metrics::counter!("tagcache_bypass_total", "route" => route.clone(), "reason" => r.as_str())
             }),
@@ -96,6 +98,7 @@ pub(crate) struct RouteMetrics {
     misses: AtomicU64,
     stale: AtomicU64,
     collapsed: AtomicU64,
+    passes: AtomicU64,
     bypasses: AtomicU64,
     not_stored: AtomicU64,
     invalidations: AtomicU64,
@@ -111,6 +114,7 @@ impl RouteMetrics {
             misses: AtomicU64::new(0),
             stale: AtomicU64::new(0),
             collapsed: AtomicU64::new(0),
+            passes: AtomicU64::new(0),
             bypasses: AtomicU64::new(0),
             not_stored: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
@@ -145,6 +149,13 @@ impl RouteMetrics {
     pub(crate) fn collapsed(&self) {
         self.collapsed.fetch_add(1, Ordering::Relaxed);
         self.handles().collapsed.increment(1);
+    }
+
+    /// A miss went to the origin outside the key's flight, because the
+    /// key's last response could not be shared (see [`crate::coalesce`]).
+    pub(crate) fn pass(&self) {
+        self.passes.fetch_add(1, Ordering::Relaxed);
+        self.handles().passes.increment(1);
     }
 
     pub(crate) fn bypass(&self, reason: BypassReason) {
@@ -191,6 +202,7 @@ impl RouteMetrics {
             misses,
             stale,
             collapsed,
+            passes: load(&self.passes),
             bypasses: load(&self.bypasses),
             not_stored: load(&self.not_stored),
             invalidations: load(&self.invalidations),
@@ -215,6 +227,10 @@ pub struct RouteStats {
     pub stale: u64,
     /// Waited for another request's origin call and shared its response.
     pub collapsed: u64,
+    /// Misses that went to the origin without joining the key's flight,
+    /// because the key's last response could not be shared (counted in
+    /// `misses` too).
+    pub passes: u64,
     /// Went to the origin without consulting the cache.
     pub bypasses: u64,
     /// Origin responses that were not stored.

@@ -154,7 +154,7 @@ where
             {
                 // Waiters call the origin themselves (and may fall back too).
                 if let Some(guard) = guard {
-                    guard.not_shareable();
+                    guard.not_shareable(false);
                 }
                 return Ok(answer);
             }
@@ -169,7 +169,7 @@ where
             Ok(decided) => decided,
             Err(storing) => {
                 if let Some(guard) = guard {
-                    guard.not_shareable();
+                    guard.not_shareable(matches!(storing, Storing::No(reason) if reason.lasts()));
                 }
                 let status = Outcome::Forwarded { kind, storing }.report(&route);
                 let response = Response::from_parts(head, CacheBody::passthrough(body));

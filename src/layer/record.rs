@@ -87,7 +87,7 @@ impl Recorder {
         self.route.metrics.not_stored(reason);
         tracing::debug!(route = %self.route.name, reason = reason.as_str(), "tagcache not storing response");
         if let Some(guard) = self.guard {
-            guard.not_shareable();
+            guard.not_shareable(reason.lasts());
         }
     }
 
@@ -131,6 +131,13 @@ impl Recorder {
         }
         if let Some(guard) = guard.as_mut() {
             guard.share(entry.clone());
+        }
+        // Storable after all: the key no longer passes (see
+        // `crate::coalesce`), so its next herd shares one origin call.
+        let coalescer = route.cache.coalescer();
+        coalescer.forget_pass(hash);
+        if let Some(at) = &index {
+            coalescer.forget_pass(at.primary);
         }
         // The variant goes in before the index that leads to it, so a
         // request that finds the index finds the variant too (until either

@@ -98,6 +98,12 @@ where
     if !route.options.coalesce || forward.kind == MissKind::Request {
         return forward.fill(None).await;
     }
+    // The key's last answer could not be shared: don't queue behind this
+    // one's either.
+    if route.cache.coalescer().passes(forward.hash) {
+        route.metrics.pass();
+        return forward.fill(None).await;
+    }
     coalesced(forward).await
 }
 

@@ -96,6 +96,31 @@ impl NotStoredReason {
         NotStoredReason::RequestNoStore,
     ];
 
+    /// Whether the reason belongs to what the origin answers for the key
+    /// (its headers, its size), so the next response will most likely be
+    /// the same: a herd is then better sent to the origin at once than
+    /// queued behind one request whose answer it cannot share. Not a
+    /// status (a 5xx is often brief, and coalescing shields a failing
+    /// origin), nor anything about this one request or exchange.
+    pub fn lasts(self) -> bool {
+        match self {
+            NotStoredReason::NoStore
+            | NotStoredReason::NoCache
+            | NotStoredReason::Private
+            | NotStoredReason::SetCookie
+            | NotStoredReason::VaryAny
+            | NotStoredReason::VaryTooWide
+            | NotStoredReason::TooLarge
+            | NotStoredReason::ZeroTtl
+            | NotStoredReason::Trailers => true,
+            NotStoredReason::Status
+            | NotStoredReason::Head
+            | NotStoredReason::BodyError
+            | NotStoredReason::Invalidated
+            | NotStoredReason::RequestNoStore => false,
+        }
+    }
+
     /// The label used in `Cache-Status` `detail` and in metrics.
     pub fn as_str(self) -> &'static str {
         match self {

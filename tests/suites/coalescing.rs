@@ -15,6 +15,23 @@ use crate::support::apps::*;
 use crate::support::deadline::eventually;
 use crate::support::harness::*;
 
+/// A response that sets a cookie: never shared.
+fn with_cookie(_: usize, body: String) -> axum::response::Response {
+    let mut response = body.into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, HeaderValue::from_static("sid=secret"));
+    response
+}
+
+/// Sets a cookie on the first response only.
+fn cookie_on_first_call(n: usize, body: String) -> axum::response::Response {
+    match n {
+        1 => with_cookie(n, body),
+        _ => body.into_response(),
+    }
+}
+
 pub async fn herd_of_misses_makes_one_origin_call(make: &dyn MakeCache) {
     let cache = make.make().await;
     let (gate, calls) = (Gate::default(), Counter::default());
@@ -173,13 +190,7 @@ pub async fn unshareable_response_is_not_handed_to_waiters(make: &dyn MakeCache)
         gate.clone(),
         calls.clone(),
         GateCalls::FirstOnly,
-        |_, body| {
-            let mut response = body.into_response();
-            response
-                .headers_mut()
-                .insert(header::SET_COOKIE, HeaderValue::from_static("sid=secret"));
-            response
-        },
+        with_cookie,
     );
     let leader = spawn_get(&app, "/r");
     gate.arrived(1).await;
@@ -204,6 +215,69 @@ pub async fn unshareable_response_is_not_handed_to_waiters(make: &dyn MakeCache)
         "each request got its own origin response: {bodies:?}"
     );
     assert_eq!(calls.get(), 6);
+}
+
+/// Once a key's response could not be shared (here: `Set-Cookie`), the
+/// next herd for it goes to the origin at once, in parallel, rather than
+/// queueing behind a leader whose answer it could not take.
+pub async fn a_herd_after_an_unshareable_response_does_not_queue(make: &dyn MakeCache) {
+    let cache = make.make().await;
+    let (gate, calls) = (Gate::default(), Counter::default());
+    // Waiters would give up on a stuck flight after the coalesce timeout:
+    // make that longer than the test's own deadline, so only a pass can
+    // bring all five to the origin.
+    let app = gated_with(
+        &cache,
+        |l| l.coalesce_timeout(Duration::from_secs(600)),
+        Db::default(),
+        gate.clone(),
+        calls.clone(),
+        GateCalls::All,
+        with_cookie,
+    );
+    gate.open();
+    get_reply(&app, "/r").await;
+    gate.arrived(1).await;
+    gate.close();
+    let herd: Vec<_> = (0..5).map(|_| spawn_get(&app, "/r")).collect();
+    // All five reach the origin while the gate is closed: none is waiting
+    // on another.
+    gate.arrived(5).await;
+    gate.open();
+    for reply in herd {
+        let reply = reply.await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK);
+        assert!(
+            !reply.cache_status().contains("collapsed"),
+            "{}",
+            reply.cache_status()
+        );
+    }
+    assert_eq!(calls.get(), 6);
+    assert_eq!(cache.stats().route("r").passes, 5);
+}
+
+/// Passing never stops storing: when the key's response becomes storable
+/// again it is stored, and the pass ends.
+pub async fn a_passing_key_is_cached_once_its_response_is_storable(make: &dyn MakeCache) {
+    let cache = make.make().await;
+    let (gate, calls) = (Gate::default(), Counter::default());
+    let app = gated_with(
+        &cache,
+        |l| l,
+        Db::default(),
+        gate.clone(),
+        calls.clone(),
+        GateCalls::None,
+        cookie_on_first_call,
+    );
+    assert_eq!(get_reply(&app, "/r").await.text(), "v0 call1");
+    let second = get_reply(&app, "/r").await;
+    assert_eq!(second.text(), "v0 call2");
+    wait_for_hit(&app, "/r").await;
+    assert_eq!(get_reply(&app, "/r").await.text(), "v0 call2");
+    assert_eq!(calls.get(), 2);
+    assert_eq!(cache.stats().route("r").passes, 1);
 }
 
 pub async fn waiters_stop_waiting_after_timeout(make: &dyn MakeCache) {
