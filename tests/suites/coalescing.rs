@@ -11,6 +11,13 @@ use axum::routing::get;
 use axum::Router;
 
 use super::MakeCache;
+
+/// A coalesce timeout longer than any test's deadline. Waiters give up on a
+/// flight after the coalesce timeout (3 s by default) and call the origin
+/// themselves; on a loaded machine a flight can outlast that, which would
+/// add origin calls these tests count. (The timeout itself has a test of
+/// its own.)
+const PATIENT: Duration = Duration::from_secs(600);
 use crate::support::apps::*;
 use crate::support::deadline::eventually;
 use crate::support::harness::*;
@@ -37,7 +44,7 @@ pub async fn herd_of_misses_makes_one_origin_call(make: &dyn MakeCache) {
     let (gate, calls) = (Gate::default(), Counter::default());
     let app = gated(
         &cache,
-        |l| l,
+        |l| l.coalesce_timeout(PATIENT),
         Db::default(),
         gate.clone(),
         calls.clone(),
@@ -65,7 +72,7 @@ pub async fn collapsed_waiters_are_marked(make: &dyn MakeCache) {
     let (gate, calls) = (Gate::default(), Counter::default());
     let app = gated(
         &cache,
-        |l| l,
+        |l| l.coalesce_timeout(PATIENT),
         Db::default(),
         gate.clone(),
         calls.clone(),
@@ -94,7 +101,7 @@ pub async fn waiter_arriving_after_invalidation_skips_old_flight(make: &dyn Make
     db.write(1);
     let app = gated(
         &cache,
-        |l| l,
+        |l| l.coalesce_timeout(PATIENT),
         db.clone(),
         gate.clone(),
         calls.clone(),
@@ -122,7 +129,7 @@ pub async fn cancelled_leader_hands_over(make: &dyn MakeCache) {
     let (gate, calls) = (Gate::default(), Counter::default());
     let app = gated(
         &cache,
-        |l| l,
+        |l| l.coalesce_timeout(PATIENT),
         Db::default(),
         gate.clone(),
         calls.clone(),
@@ -164,7 +171,7 @@ pub async fn panicking_leader_hands_over(make: &dyn MakeCache) {
                 format!("call{n}")
             }
         })
-        .route_layer(cache.layer("r")),
+        .route_layer(cache.layer("r").coalesce_timeout(PATIENT)),
     );
     let leader = spawn_get(&app, "/r");
     gate.arrived(1).await;
@@ -185,7 +192,7 @@ pub async fn unshareable_response_is_not_handed_to_waiters(make: &dyn MakeCache)
     let (gate, calls) = (Gate::default(), Counter::default());
     let app = gated_with(
         &cache,
-        |l| l,
+        |l| l.coalesce_timeout(PATIENT),
         Db::default(),
         gate.clone(),
         calls.clone(),
@@ -223,12 +230,10 @@ pub async fn unshareable_response_is_not_handed_to_waiters(make: &dyn MakeCache)
 pub async fn a_herd_after_an_unshareable_response_does_not_queue(make: &dyn MakeCache) {
     let cache = make.make().await;
     let (gate, calls) = (Gate::default(), Counter::default());
-    // Waiters would give up on a stuck flight after the coalesce timeout:
-    // make that longer than the test's own deadline, so only a pass can
-    // bring all five to the origin.
+    // Only a pass can bring all five to the origin (waiters are PATIENT).
     let app = gated_with(
         &cache,
-        |l| l.coalesce_timeout(Duration::from_secs(600)),
+        |l| l.coalesce_timeout(PATIENT),
         Db::default(),
         gate.clone(),
         calls.clone(),
@@ -264,7 +269,7 @@ pub async fn a_passing_key_is_cached_once_its_response_is_storable(make: &dyn Ma
     let (gate, calls) = (Gate::default(), Counter::default());
     let app = gated_with(
         &cache,
-        |l| l,
+        |l| l.coalesce_timeout(PATIENT),
         Db::default(),
         gate.clone(),
         calls.clone(),
