@@ -9,13 +9,15 @@
 //! invalidated, while a background task sends the queue to Redis in order,
 //! with a growing pause between attempts, until Redis takes each one (and
 //! publishes it to the other instances). Only then is its stamp applied to
-//! the view and its marks removed, in that order, so no moment is left
+//! the view and its marks removed, in that order; readers check the marks
+//! first and the view second (the reverse order), so no moment is left
 //! where neither covers an entry.
 //!
 //! The queue is bounded by [`MAX_QUEUED_TAGS`] tags. An invalidation that
 //! would overflow it replaces the whole queue by one invalidation of
 //! *everything* (a purge-all): nothing is lost, and until it lands every
-//! entry is a miss on this instance.
+//! entry is a miss on this instance. A queued purge-all replaces the queue
+//! the same way, so it holds at most one.
 //!
 //! Limits: other instances hear of a queued invalidation only when Redis
 //! takes it (they cannot be told while this instance cannot reach Redis);
@@ -114,11 +116,18 @@ impl Pending {
             Queued::Tags(tags, _) => tags.len(),
             Queued::All => 0,
         };
-        if queue.tags + tags > MAX_QUEUED_TAGS {
+        let overflows = queue.tags + tags > MAX_QUEUED_TAGS;
+        if overflows {
             tracing::warn!(
                 queued = queue.tags,
                 "tagcache: too many invalidations waiting for Redis; they are replaced by one purge of everything, and every entry is a miss here until Redis takes it"
             );
+        }
+        if overflows || queued == Queued::All {
+            // A purge-all sent after everything queued covers all of it:
+            // the queue holds at most one, so `all` is a plain flag, and a
+            // purge that `send_queued` is sending meanwhile cannot clear
+            // this one's mark (its `done` finds its id gone).
             *queue = Queue {
                 next_id: queue.next_id,
                 ..Queue::default()
@@ -247,5 +256,27 @@ mod tests {
         let (id, _) = pending.front().unwrap();
         pending.done(id);
         assert_eq!(pending.validity(&tags(&["untouched"])), None);
+    }
+
+    /// A purge-all queued while another is being sent is not cleared by
+    /// the first one's `done`, and purges never pile up.
+    #[test]
+    fn a_purge_queued_during_another_keeps_its_mark() {
+        let pending = Pending::default();
+        pending.push(Queued::All);
+        let (sending, _) = pending.front().unwrap();
+        pending.push(Queued::Tags(tags(&["a"]), InvalidationMode::Hard));
+        pending.push(Queued::All);
+        assert_eq!(
+            pending.len(),
+            1,
+            "one purge covers everything queued before it"
+        );
+        pending.done(sending);
+        assert_eq!(pending.validity(&tags(&["b"])), Some(Validity::Invalid));
+        let (id, queued) = pending.front().unwrap();
+        assert_eq!(queued, Queued::All);
+        pending.done(id);
+        assert_eq!(pending.validity(&tags(&["b"])), None);
     }
 }

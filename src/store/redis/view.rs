@@ -66,8 +66,11 @@ impl View {
         if !self.synced.load(Ordering::Acquire) {
             return Validity::Invalid;
         }
+        // Marks first, stamps second: `send_queued` applies a stamp before
+        // it removes the marks, so a reader between the two sees one.
+        let queued = self.pending.validity(&entry.tags);
         let shared = self.board.validity(&entry.tags, entry.fill_stamp);
-        match (shared, self.pending.validity(&entry.tags)) {
+        match (shared, queued) {
             (shared, None) => shared,
             (Validity::Invalid, _) | (_, Some(Validity::Invalid)) => Validity::Invalid,
             (
