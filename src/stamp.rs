@@ -203,6 +203,12 @@ impl TagBoard {
                 }
             }
         }
+        // Shedding raises the floor *before* it removes stamps: a stamp
+        // found missing above may have been shed meanwhile, and the floor
+        // read again covers it.
+        if fill <= self.floor.load(Ordering::Acquire) {
+            return Validity::Invalid;
+        }
         match soft_at {
             Some(at_micros) => Validity::SoftInvalidated { at_micros },
             None => Validity::Valid,
