@@ -40,6 +40,9 @@ pub(crate) struct Breaker {
     open: AtomicBool,
     failures: AtomicU32,
     skipped: AtomicU64,
+    /// How many times it has opened: a feed session that saw this change
+    /// may have missed invalidations, even if the breaker is closed again.
+    openings: AtomicU64,
     opened_at: Mutex<Option<Instant>>,
     /// Woken when the breaker opens (the probe starts) and when it closes
     /// (the feed resyncs, queued invalidations are retried).
@@ -52,6 +55,7 @@ impl Breaker {
             open: AtomicBool::new(false),
             failures: AtomicU32::new(0),
             skipped: AtomicU64::new(0),
+            openings: AtomicU64::new(0),
             opened_at: Mutex::new(None),
             changed: Notify::new(),
         }
@@ -59,6 +63,11 @@ impl Breaker {
 
     pub(crate) fn is_open(&self) -> bool {
         self.open.load(Ordering::Acquire)
+    }
+
+    /// How many times the breaker has opened so far.
+    pub(crate) fn openings(&self) -> u64 {
+        self.openings.load(Ordering::Acquire)
     }
 
     /// The error of a call the open breaker skipped (and counts it).
@@ -94,6 +103,7 @@ impl Breaker {
         if self.open.swap(true, Ordering::AcqRel) {
             return false;
         }
+        self.openings.fetch_add(1, Ordering::AcqRel);
         *self.opened_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         self.skipped.store(0, Ordering::Relaxed);
         metrics::gauge!("tagcache_redis_breaker_open").set(1.0);

@@ -107,6 +107,11 @@ async fn session(
     was_synced: &mut bool,
 ) -> Result<(), StoreError> {
     let options = &shared.options;
+    // The breaker opening at any point from here on (even if it closes
+    // again before the feed looks) means calls failed while this session
+    // could not tell what it missed: it ends, and the next one reloads.
+    let openings = shared.breaker.openings();
+    let breaker_tripped = || shared.breaker.is_open() || shared.breaker.openings() != openings;
     if let Some((client, slot)) = &shared.cluster {
         if !slot.is_connected() {
             slot.connect(client, options.connect_timeout + options.response_timeout)
@@ -149,6 +154,9 @@ async fn session(
     while let Some(Some(message)) = stream.next().now_or_never() {
         receive(shared, &message, &mut heartbeat)?;
     }
+    if breaker_tripped() {
+        return Err(unavailable("Redis failed while the feed was loading"));
+    }
     shared.view.set_synced(true);
     *backoff = MIN_BACKOFF;
     if let Some(first) = first.take() {
@@ -164,8 +172,8 @@ async fn session(
     beat.tick().await;
     loop {
         let breaker_changed = shared.breaker.changed.notified();
-        if shared.breaker.is_open() {
-            return Err(unavailable("Redis unreachable (circuit breaker open)"));
+        if breaker_tripped() {
+            return Err(unavailable("Redis unreachable (circuit breaker opened)"));
         }
         tokio::select! {
             message = stream.next() => match message {
