@@ -781,3 +781,46 @@ async fn a_frozen_redis_under_load() {
     })
     .await;
 }
+
+/// An invalidation made from code whose caller stops waiting (a timeout
+/// around it, a cancelled task) while Redis is cut off is still queued,
+/// counted at once and sent when the link is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_whose_caller_gave_up_is_still_sent() {
+    backstop(async {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let link = Proxy::start(format!("127.0.0.1:{}", server.port()).parse().unwrap())
+            .await
+            .unwrap();
+        let db = Db::new(4);
+        let store = quick_store(&link.redis_url(), "gave-up").await;
+        let cache = Cache::new(store.clone());
+        let a = Instance {
+            app: router(&cache, db.clone()),
+            store,
+        };
+        let b = Instance::new(redis_store(&server.url(), "gave-up").await, &db);
+        a.get(1).await;
+        hit_on_both(&a, &b, 1).await;
+
+        link.stall();
+        db.bump(1);
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(10), cache.invalidate(["item:1"])).await;
+        assert!(gave_up.is_err(), "the call was still waiting on Redis");
+        eventually("the abandoned invalidation is queued", || async {
+            a.store.queued_invalidations() == 1
+        })
+        .await;
+        assert_eq!(version(&a.get(1).await), 1);
+
+        link.heal();
+        eventually("the other instance reads the new version", || async {
+            version(&b.get(1).await) == 1
+        })
+        .await;
+    })
+    .await;
+}

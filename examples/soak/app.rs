@@ -40,7 +40,8 @@ impl Db {
         self.versions[id].load(Ordering::SeqCst)
     }
 
-    fn bump(&self, id: usize) -> u64 {
+    /// A write made outside the app (another service, a batch job).
+    pub fn bump(&self, id: usize) -> u64 {
         self.versions[id].fetch_add(1, Ordering::SeqCst) + 1
     }
 }

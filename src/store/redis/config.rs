@@ -148,6 +148,13 @@ impl RedisStoreBuilder {
     /// `n` replicas have it. Set it to 1 when masters have replicas (it
     /// costs one round trip per invalidation, none per read or fill).
     ///
+    /// Limits: `WAIT` holds the store's shared connection until the
+    /// replicas answer (up to half the response timeout when they lag);
+    /// with Redis Cluster it is answered by every master, so each needs `n`
+    /// replicas; and an invalidation the replicas did not confirm in time
+    /// is run again whole, so replicas that lag for long make the queue
+    /// overflow into purges of everything.
+    ///
     /// Fill stamps need no such wait: the clock is never behind the
     /// server's `TIME`, so a promoted replica hands out stamps later than
     /// any the old master did, as long as the nodes' clocks agree to
@@ -163,8 +170,11 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// After this long without a message, the invalidation feed is pinged to
-    /// detect a silently dead connection (default 5 s).
+    /// How often the feed publishes a heartbeat through the namespace's
+    /// master; each must come back on the subscription before the next is
+    /// sent, so a subscription that silently stopped receiving is noticed
+    /// within two intervals (default 5 s), and the view then counts every
+    /// entry as a miss until it has resubscribed and reloaded.
     pub fn feed_ping_interval(mut self, interval: Duration) -> Self {
         self.options.ping_interval = interval.max(Duration::from_millis(10));
         self

@@ -73,14 +73,15 @@
 //!   [`wait_for_replicas`](RedisStoreBuilder::wait_for_replicas) confirmed)
 //!   fails with an error saying it was queued; this instance counts it at
 //!   once (its own reads are never stale) and sends it again until Redis
-//!   has it, which publishes it to the others. Instances that may have
-//!   missed it are out of sync meanwhile (their feed dropped, or their
-//!   breaker is open), so they serve misses, not stale hits. The queue is
-//!   bounded at 10 000 tags; past that it becomes one purge of everything
-//!   (gauge `tagcache_redis_queued_invalidations`).
-//!   *Limit:* the queue lives in the process: if this instance exits before
-//!   Redis comes back, an instance that never lost its link to Redis while
-//!   this one could not reach it has no way to hear of it.
+//!   has it, which publishes it to the others; the call runs as a task of
+//!   its own, so a caller that stops waiting does not drop it. The queue
+//!   is bounded at 10 000 tags; past that it becomes one purge of
+//!   everything (gauge `tagcache_redis_queued_invalidations`).
+//!   *Limits:* until Redis has it, other instances cannot know of it: one
+//!   whose own link to Redis is fine keeps serving what it covers until it
+//!   arrives (when all instances lose Redis together, as in an outage, they
+//!   are all out of sync and serve misses). And the queue lives in the
+//!   process: if this instance exits before Redis takes it, it is lost.
 //! * **Stamps from the network are checked.** The clock never runs more
 //!   than an hour past the server's `TIME` and stays below 2^53 (where
 //!   Lua's numbers stop being exact); a clock found outside that is
@@ -89,7 +90,9 @@
 //!   now (and is repaired), a message makes the feed reload the table.
 //! * **The feed is checked end to end.** A heartbeat published through the
 //!   namespace's master every [`feed_ping_interval`](RedisStoreBuilder::feed_ping_interval)
-//!   must come back on the subscription, or the view drops out of sync.
+//!   must come back on the subscription before the next is sent, or the
+//!   view drops out of sync: a subscription that silently stopped
+//!   receiving is noticed within two intervals.
 //!
 //! # Recommended server settings
 //!
@@ -422,6 +425,27 @@ fn eager<T: Send + 'static>(
     }
 }
 
+/// Runs an invalidation as a task of its own, so that it is recorded (or
+/// queued) even if the caller stops waiting for it: a dropped
+/// `invalidate` future must not drop the invalidation. Without a runtime
+/// it runs in the caller's future, as [`eager`] does.
+fn detached(
+    future: impl Future<Output = StoreResult<Stamp>> + Send + 'static,
+) -> StoreFuture<Stamp> {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return eager(future);
+    };
+    let task = runtime.spawn(future);
+    StoreFuture::Pending(Box::pin(async move {
+        task.await.unwrap_or_else(|error| {
+            Err(StoreError::new(
+                StoreErrorKind::Other,
+                format!("the invalidation task failed: {error}"),
+            ))
+        })
+    }))
+}
+
 /// Runs `future` within the store's response timeout.
 async fn bounded<T>(
     shared: &StoreState,
@@ -585,8 +609,9 @@ impl StoreState {
             return Ok(());
         }
         let mut cmd = redis::cmd("WAIT");
+        // `WAIT n 0` would wait for ever: never less than 1 ms.
         cmd.arg(wanted)
-            .arg(self.options.response_timeout.as_millis() as u64 / 2);
+            .arg((self.options.response_timeout.as_millis() as u64 / 2).max(1));
         let confirmed: usize = self.call("WAIT", self.conn.query(&cmd)).await?;
         if confirmed < wanted {
             metrics::counter!("tagcache_redis_unreplicated_invalidations_total").increment(1);
@@ -678,12 +703,12 @@ impl Store for RedisStore {
     fn invalidate(&self, tags: &[Tag], mode: InvalidationMode) -> StoreFuture<Stamp> {
         let shared = self.shared();
         let queued = Queued::Tags(tags.to_vec(), mode);
-        eager(async move { shared.invalidate_or_queue(queued).await })
+        detached(async move { shared.invalidate_or_queue(queued).await })
     }
 
     fn invalidate_all(&self) -> StoreFuture<Stamp> {
         let shared = self.shared();
-        eager(async move { shared.invalidate_or_queue(Queued::All).await })
+        detached(async move { shared.invalidate_or_queue(Queued::All).await })
     }
 
     fn validity(&self, entry: &Entry) -> Validity {
