@@ -403,3 +403,42 @@ async fn store_failures_are_counted_and_answered_from_the_origin() {
     })
     .await;
 }
+
+/// Counts the warnings logged on this thread.
+struct CountWarnings(Arc<std::sync::atomic::AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountWarnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if *event.metadata().level() == tracing::Level::WARN {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// When the store is down every request fails: the route logs about once a
+/// second, not once a request (twice if the requests straddle a second).
+#[tokio::test]
+async fn store_failures_are_logged_about_once_a_second() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let warnings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let subscriber = tracing_subscriber::registry().with(CountWarnings(warnings.clone()));
+    let _logging = tracing::subscriber::set_default(subscriber);
+    backstop(async {
+        let cache = Cache::new(UnreadableStore {
+            inner: tagcache::MemoryStore::default(),
+        });
+        let app = counting_app(&cache, Counter::default(), |l| {
+            l.ttl(Duration::from_secs(300))
+        });
+        for _ in 0..10 {
+            get_reply(&app, "/r").await;
+        }
+        assert_eq!(cache.stats().routes["r"].store_errors, 10);
+    })
+    .await;
+    let logged = warnings.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&logged),
+        "{logged} warnings for 10 failures"
+    );
+}
