@@ -237,6 +237,36 @@ mod tests {
         assert_eq!(coalescer.len(), 0);
     }
 
+    /// `waiting` counts the requests awaiting a flight, not the leaders.
+    #[tokio::test]
+    async fn waiting_counts_the_waiters_of_every_flight() {
+        let coalescer = Arc::new(Coalescer::default());
+        let Role::Leader(first) = coalescer.join(KeyHash(3)) else {
+            panic!("first must lead")
+        };
+        let Role::Leader(_second) = coalescer.join(KeyHash(4)) else {
+            panic!("another key must lead")
+        };
+        assert_eq!(coalescer.waiting(), 0);
+        let mut waiters = Vec::new();
+        for key in [3, 3, 4] {
+            let Role::Waiter(flight) = coalescer.join(KeyHash(key)) else {
+                panic!("a flight is in progress")
+            };
+            waiters.push(tokio::spawn(async move { flight.outcome().await }));
+        }
+        // Let the waiters start waiting (this runtime has one thread).
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(coalescer.waiting(), 3);
+        first.not_shareable(false);
+        for waiter in waiters.drain(..2) {
+            assert!(matches!(waiter.await.unwrap(), FlightEnd::NotShareable));
+        }
+        assert_eq!(coalescer.waiting(), 1);
+    }
+
     #[tokio::test]
     async fn dropped_leader_reports_abandoned_and_frees_the_slot() {
         let coalescer = Arc::new(Coalescer::default());

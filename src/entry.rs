@@ -357,6 +357,171 @@ mod tests {
     }
 
     #[test]
+    fn key_hashes_render_as_32_hex_digits() {
+        assert_eq!(KeyHash(0xab).to_hex(), format!("{}ab", "0".repeat(30)));
+        assert_eq!(KeyHash(u128::MAX).to_hex(), "f".repeat(32));
+    }
+
+    /// "Without allocating": a key that fits the buffer is hashed from the
+    /// stack, and only one that does not moves to the streaming hasher.
+    #[test]
+    fn keys_that_fit_the_buffer_do_not_spill() {
+        let mut fits = KeyHasher::default();
+        // Two 8-byte length prefixes and parts that fill the 384 bytes exactly.
+        fits.part(&[b'a'; 100]).part(&[b'b'; 384 - 16 - 100]);
+        assert!(fits.streaming.is_none());
+        let mut spills = KeyHasher::default();
+        spills.part(&[b'a'; 100]).part(&[b'b'; 384 - 16 - 100 + 1]);
+        assert!(spills.streaming.is_some());
+    }
+
+    /// The store keeps an entry for its TTL and the longer stale window,
+    /// whichever of the two that is.
+    #[test]
+    fn retention_is_the_ttl_and_the_longer_stale_window() {
+        let entry = |swr: u64, sie: u64| Entry {
+            ttl: Duration::from_secs(60),
+            stale_while_revalidate: Duration::from_secs(swr),
+            stale_if_error: Duration::from_secs(sie),
+            ..Entry::for_test()
+        };
+        assert_eq!(entry(10, 30).retention(), Duration::from_secs(90));
+        assert_eq!(entry(40, 5).retention(), Duration::from_secs(100));
+        assert_eq!(entry(0, 0).retention(), Duration::from_secs(60));
+        let forever = Entry {
+            ttl: Duration::MAX,
+            stale_if_error: Duration::from_secs(1),
+            ..Entry::for_test()
+        };
+        assert_eq!(forever.retention(), Duration::MAX);
+    }
+
+    /// An allocation costs its bytes and the allocator's 16; a cloned
+    /// `Bytes` also its shared header of three words.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn allocations_cost_their_bytes_and_the_allocators_overhead() {
+        assert_eq!(heap(0), 0);
+        assert_eq!(heap(10), 26);
+        assert_eq!(shared_bytes(0), 0);
+        assert_eq!(shared_bytes(10), 26 + 24 + 16);
+    }
+
+    /// The bare entry: its `Arc` allocation (two counters and the entry), a
+    /// route name of its own (an `Arc<str>`: two counters and the bytes),
+    /// the key and the store's slot.
+    #[test]
+    fn a_bare_entry_weighs_its_own_allocations_and_the_store_slot() {
+        use std::mem::size_of;
+        let entry = Entry::for_test();
+        let expected = heap(2 * size_of::<usize>() + size_of::<Entry>())
+            + heap(2 * size_of::<usize>() + "r".len())
+            + heap("k".len())
+            + STORE_SLOT;
+        assert_eq!(entry.weight(), expected as u64);
+        // A route name shared with the route's other entries is not counted.
+        let _route = entry.route.clone();
+        assert_eq!(
+            entry.weight(),
+            (expected - heap(2 * size_of::<usize>() + 1)) as u64
+        );
+    }
+
+    /// Each thing an entry keeps adds what its allocations cost, and only
+    /// that.
+    #[test]
+    fn each_part_of_an_entry_adds_its_allocations() {
+        use std::mem::size_of;
+        let bare = Entry::for_test().weight();
+        let added = |entry: Entry| entry.weight() as i64 - bare as i64;
+        let name = HeaderName::from_static("accept-language");
+
+        let key = Entry {
+            key: "k123".into(),
+            ..Entry::for_test()
+        };
+        assert_eq!(added(key), 3);
+        let identity = Entry {
+            identity: Some("user:1".into()),
+            ..Entry::for_test()
+        };
+        assert_eq!(added(identity), heap(6) as i64);
+        let body = Entry {
+            body: Bytes::from(vec![b'x'; 100]),
+            ..Entry::for_test()
+        };
+        assert_eq!(added(body), shared_bytes(100) as i64);
+        let tags = Entry {
+            tags: vec!["a".into(), "bb".into()].into_boxed_slice(),
+            ..Entry::for_test()
+        };
+        assert_eq!(
+            added(tags),
+            (heap(2 * size_of::<Tag>()) + heap(1) + heap(2)) as i64
+        );
+        let vary = Entry {
+            vary: vec![
+                (name.clone(), Some(HeaderValue::from_static("de"))),
+                (HeaderName::from_static("x-a"), None),
+            ]
+            .into_boxed_slice(),
+            ..Entry::for_test()
+        };
+        let pairs = heap(2 * size_of::<(HeaderName, Option<HeaderValue>)>());
+        assert_eq!(
+            added(vary),
+            (pairs + heap(name.as_str().len()) + heap(2) + heap(3)) as i64
+        );
+        let variants = Entry {
+            variants: Some(vec![name.clone(), HeaderName::from_static("x-a")].into()),
+            ..Entry::for_test()
+        };
+        assert_eq!(
+            added(variants),
+            (heap(2 * size_of::<HeaderName>()) + heap(name.as_str().len()) + heap(3)) as i64
+        );
+        let mut map = HeaderMap::new();
+        map.insert("x-a", HeaderValue::from_static("1234"));
+        let tables = header_map_bytes(&map);
+        let headers = Entry {
+            headers: map,
+            ..Entry::for_test()
+        };
+        assert_eq!(added(headers), (tables + heap(3) + shared_bytes(4)) as i64);
+    }
+
+    /// A header map's tables: for capacity `c`, an index of 4-byte slots
+    /// (a power of two, `c` being three quarters of it, or all of it for
+    /// the maps of one or two headers that compacting makes) and `c`
+    /// buckets; a repeated value adds a node.
+    #[test]
+    fn header_maps_weigh_their_tables() {
+        use std::mem::size_of;
+        let bucket = size_of::<HeaderName>() + size_of::<HeaderValue>() + 4 * size_of::<usize>();
+        let node = size_of::<HeaderValue>() + 4 * size_of::<usize>();
+        assert_eq!(header_map_bytes(&HeaderMap::new()), 0);
+
+        let mut map = HeaderMap::new();
+        map.insert("x-a", HeaderValue::from_static("1"));
+        assert_eq!(map.capacity(), 6);
+        assert_eq!(header_map_bytes(&map), heap(8 * 4) + heap(6 * bucket));
+        map.append("x-a", HeaderValue::from_static("2"));
+        assert_eq!(
+            header_map_bytes(&map),
+            heap(8 * 4) + heap(6 * bucket) + heap(node)
+        );
+
+        for (capacity, slots) in [(1, 1), (2, 2)] {
+            let small = HeaderMap::<HeaderValue>::with_capacity(capacity);
+            assert_eq!(small.capacity(), capacity);
+            assert_eq!(
+                header_map_bytes(&small),
+                heap(slots * 4) + heap(capacity * bucket)
+            );
+        }
+    }
+
+    #[test]
     fn parts_are_delimited() {
         let hash = |a: &str, b: &str| {
             let mut h = KeyHasher::default();

@@ -293,6 +293,30 @@ mod tests {
     }
 
     #[test]
+    fn a_stamp_is_its_microseconds() {
+        assert_eq!(Stamp(1_234_567).as_micros(), 1_234_567);
+    }
+
+    #[test]
+    fn entries_live_a_day_by_default() {
+        assert_eq!(DEFAULT_MAX_ENTRY_LIFE, Duration::from_secs(86_400));
+    }
+
+    /// An entry may be served up to exactly `max_entry_life` after its
+    /// fill stamp, and not a microsecond later.
+    #[test]
+    fn entries_outlive_their_max_life_only_past_it() {
+        let life = Duration::from_secs(10);
+        let fill = Stamp(5_000_000);
+        assert!(!outlived(fill, 5_000_000, life));
+        assert!(!outlived(fill, 15_000_000, life));
+        assert!(outlived(fill, 15_000_001, life));
+        assert!(outlived(fill, 60_000_000, life));
+        // A fill stamp ahead of this machine's clock is not outlived.
+        assert!(!outlived(fill, 1_000_000, life));
+    }
+
+    #[test]
     fn clock_is_strictly_monotonic() {
         let clock = Clock::new();
         let mut prev = clock.next();
@@ -393,6 +417,39 @@ mod tests {
             board.validity(&["new"], Stamp(recent.0 - 1)),
             Validity::Invalid
         );
+    }
+
+    #[test]
+    fn a_board_is_empty_until_a_tag_is_invalidated() {
+        let board = board();
+        assert!(board.is_empty());
+        board.apply(&["t"], Stamp(now_micros()), InvalidationMode::Hard);
+        assert!(!board.is_empty());
+    }
+
+    /// Over its cap the table sheds the older half of its stamps, covered
+    /// by the floor, and keeps the newer half in force.
+    #[test]
+    fn over_cap_sheds_the_older_half_and_keeps_the_newer() {
+        let board = TagBoard::new(Duration::from_secs(3600), 16);
+        let clock = Clock::new();
+        // An entry filled just before each invalidation, and the stamp of
+        // the invalidation.
+        let mut fills = Vec::new();
+        let mut stamps = Vec::new();
+        for i in 0..17 {
+            fills.push(clock.next());
+            stamps.push(clock.next());
+            board.apply(&[format!("tag:{i}")], stamps[i], InvalidationMode::Hard);
+        }
+        // The 17th stamp went over the cap of 16: the nine oldest (up to
+        // the median) are gone, the eight newest are kept.
+        assert_eq!(board.len(), 8);
+        assert_eq!(board.validity(&["untouched"], fills[8]), Validity::Invalid);
+        assert_eq!(board.validity(&["untouched"], fills[9]), Validity::Valid);
+        assert_eq!(board.validity(&["tag:9"], fills[9]), Validity::Invalid);
+        assert_eq!(board.validity(&["tag:16"], fills[16]), Validity::Invalid);
+        assert_eq!(board.validity(&["tag:15"], fills[16]), Validity::Valid);
     }
 
     #[test]

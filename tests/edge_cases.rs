@@ -367,3 +367,113 @@ async fn stored_is_not_claimed_when_the_store_would_refuse_the_entry() {
     })
     .await;
 }
+
+/// A memory store that cannot be read: every lookup fails as a store that
+/// is down would; everything else works.
+struct UnreadableStore {
+    inner: tagcache::MemoryStore,
+}
+
+impl tagcache::Store for UnreadableStore {
+    fn get(&self, _key: tagcache::KeyHash) -> tagcache::StoreFuture<Option<Arc<tagcache::Entry>>> {
+        tagcache::StoreFuture::ready(Err(tagcache::StoreError::new(
+            tagcache::StoreErrorKind::Unavailable,
+            "down",
+        )))
+    }
+    fn put(
+        &self,
+        key: tagcache::KeyHash,
+        entry: Arc<tagcache::Entry>,
+    ) -> tagcache::StoreFuture<()> {
+        self.inner.put(key, entry)
+    }
+    fn remove(&self, key: tagcache::KeyHash) -> tagcache::StoreFuture<()> {
+        self.inner.remove(key)
+    }
+    fn fill_stamp(&self) -> tagcache::StoreFuture<tagcache::Stamp> {
+        self.inner.fill_stamp()
+    }
+    fn invalidate(
+        &self,
+        tags: &[tagcache::Tag],
+        mode: tagcache::InvalidationMode,
+    ) -> tagcache::StoreFuture<tagcache::Stamp> {
+        self.inner.invalidate(tags, mode)
+    }
+    fn invalidate_all(&self) -> tagcache::StoreFuture<tagcache::Stamp> {
+        self.inner.invalidate_all()
+    }
+    fn validity(&self, entry: &tagcache::Entry) -> tagcache::Validity {
+        self.inner.validity(entry)
+    }
+    fn max_entry_life(&self) -> Duration {
+        self.inner.max_entry_life()
+    }
+    fn kind(&self) -> &'static str {
+        "unreadable"
+    }
+}
+
+/// A failing store is counted on the route, once per failure, and every
+/// request is answered from the origin.
+#[tokio::test]
+async fn store_failures_are_counted_and_answered_from_the_origin() {
+    backstop(async {
+        let cache = Cache::new(UnreadableStore {
+            inner: tagcache::MemoryStore::default(),
+        });
+        let calls = Counter::default();
+        let app = counting_app(&cache, calls.clone(), |l| l.ttl(Duration::from_secs(300)));
+        for _ in 0..3 {
+            let reply = get_reply(&app, "/r").await;
+            assert!(
+                reply.cache_status().contains("store-error"),
+                "{}",
+                reply.cache_status()
+            );
+        }
+        assert_eq!(calls.get(), 3);
+        assert_eq!(cache.stats().routes["r"].store_errors, 3);
+    })
+    .await;
+}
+
+/// Counts the warnings logged on this thread.
+struct CountWarnings(Arc<std::sync::atomic::AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountWarnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if *event.metadata().level() == tracing::Level::WARN {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// When the store is down every request fails: the route logs about once a
+/// second, not once a request (twice if the requests straddle a second).
+#[tokio::test]
+async fn store_failures_are_logged_about_once_a_second() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let warnings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let subscriber = tracing_subscriber::registry().with(CountWarnings(warnings.clone()));
+    let _logging = tracing::subscriber::set_default(subscriber);
+    backstop(async {
+        let cache = Cache::new(UnreadableStore {
+            inner: tagcache::MemoryStore::default(),
+        });
+        let app = counting_app(&cache, Counter::default(), |l| {
+            l.ttl(Duration::from_secs(300))
+        });
+        for _ in 0..10 {
+            get_reply(&app, "/r").await;
+        }
+        assert_eq!(cache.stats().routes["r"].store_errors, 10);
+    })
+    .await;
+    let logged = warnings.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&logged),
+        "{logged} warnings for 10 failures"
+    );
+}

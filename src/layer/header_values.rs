@@ -87,6 +87,20 @@ mod tests {
         assert_eq!(hit_status("a", &entry(5), 0), "a; hit; ttl=5");
     }
 
+    /// A repeated hit with the same name and ttl takes the value made for
+    /// the one before (a clone of one buffer), not a new one.
+    #[test]
+    fn hit_status_values_are_reused() {
+        let entry = Entry {
+            ttl: std::time::Duration::from_secs(7),
+            ..Entry::for_test()
+        };
+        let first = hit_status("reused", &entry, 0);
+        let again = hit_status("reused", &entry, 0);
+        assert_eq!(again, "reused; hit; ttl=7");
+        assert_eq!(first.as_bytes().as_ptr(), again.as_bytes().as_ptr());
+    }
+
     #[test]
     fn ages_from_the_table_and_beyond() {
         assert_eq!(age_value(0), "0");

@@ -105,6 +105,50 @@ pub(crate) fn with_status<B>(mut response: Response<B>, cache_status: HeaderValu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+    use http_body::Body as _;
+
+    /// A stale answer's `ttl` is negative, in whole seconds rounded up, and
+    /// never zero (which would read as still fresh).
+    #[test]
+    fn stale_ttls_count_whole_seconds_past_freshness() {
+        assert_eq!(stale_ttl(0), -1);
+        assert_eq!(stale_ttl(1), -1);
+        assert_eq!(stale_ttl(1_000_000), -1);
+        assert_eq!(stale_ttl(1_000_001), -2);
+        assert_eq!(stale_ttl(5_000_000), -5);
+    }
+
+    /// A HEAD answered from a stored GET announces the stored body's
+    /// length, once, and sends no body.
+    #[test]
+    fn head_answers_announce_the_stored_length() {
+        let lengths = |entry: &Entry| {
+            let response = from_entry::<axum_core::body::Body>(
+                entry,
+                &HeaderMap::new(),
+                true,
+                0,
+                HeaderValue::from_static("c; hit"),
+            );
+            assert!(response.body().is_end_stream());
+            let lengths: Vec<_> = response
+                .headers()
+                .get_all(CONTENT_LENGTH)
+                .iter()
+                .cloned()
+                .collect();
+            lengths
+        };
+        let entry = Entry {
+            body: Bytes::from_static(b"hello"),
+            ..Entry::for_test()
+        };
+        assert_eq!(lengths(&entry), ["5"]);
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("5"));
+        assert_eq!(lengths(&Entry { headers, ..entry }), ["5"]);
+    }
 
     #[test]
     fn slots_are_added_once_and_origin_status_is_kept() {

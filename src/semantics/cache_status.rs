@@ -298,6 +298,18 @@ mod tests {
         assert_eq!(value, format!("{name}; hit; ttl=5").as_str());
     }
 
+    /// A member is written on the stack up to its 96 bytes exactly; only
+    /// a longer one moves to the heap.
+    #[test]
+    fn members_that_fit_stay_on_the_stack() {
+        let fits = CacheStatus::new(&"c".repeat(91)).hit();
+        assert!(fits.buf.spilled.is_none());
+        assert_eq!(fits.finish(), format!("{}; hit", "c".repeat(91)).as_str());
+        let over = CacheStatus::new(&"c".repeat(92)).hit();
+        assert!(over.buf.spilled.is_some());
+        assert_eq!(over.finish(), format!("{}; hit", "c".repeat(92)).as_str());
+    }
+
     #[test]
     fn cache_names() {
         assert!(is_valid_cache_name("tagcache"));

@@ -198,6 +198,19 @@ mod tests {
         }
     }
 
+    /// Only a `%` starts an escape: hex digits elsewhere (`id=41`) and a
+    /// lower-case letter just before an upper-case escape (`q=a%2F`) leave
+    /// the query as it is.
+    #[test]
+    fn text_that_only_looks_like_an_escape_needs_no_change() {
+        for normal in ["id=41", "q=a%2F", "id=4a&q=b%2F"] {
+            assert!(
+                matches!(normalize(normal), Cow::Borrowed(n) if n == normal),
+                "{normal:?} should be borrowed as it is"
+            );
+        }
+    }
+
     #[test]
     fn meaning_is_kept() {
         // Repeated names keep their order; other names sort around them.

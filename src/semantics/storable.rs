@@ -182,6 +182,50 @@ mod tests {
         );
     }
 
+    /// The limits are inclusive: a body of exactly `max_body_bytes` and a
+    /// `Vary` of exactly `MAX_VARY_HEADERS` names are stored.
+    #[test]
+    fn limits_refuse_only_what_is_over_them() {
+        let r = rules();
+        assert!(decide(&r, &head(200, &[("content-length", "1024")])).is_ok());
+        assert_eq!(
+            decide(&r, &head(200, &[("content-length", "1025")])).unwrap_err(),
+            NotStoredReason::TooLarge
+        );
+        let names = |n: usize| {
+            (0..n)
+                .map(|i| format!("x-h{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let widest = names(MAX_VARY_HEADERS);
+        assert!(decide(&r, &head(200, &[("vary", &widest)])).is_ok());
+        let wider = names(MAX_VARY_HEADERS + 1);
+        assert_eq!(
+            decide(&r, &head(200, &[("vary", &wider)])).unwrap_err(),
+            NotStoredReason::VaryTooWide
+        );
+    }
+
+    /// Without a revalidation directive the route's stale windows stand.
+    #[test]
+    fn the_route_stale_windows_stand_unless_forbidden() {
+        let r = StoreRules {
+            stale_while_revalidate: Duration::from_secs(30),
+            stale_if_error: Duration::from_secs(40),
+            ..rules()
+        };
+        for cc in ["max-age=60", "public"] {
+            let (fresh, _) = decide(&r, &head(200, &[("cache-control", cc)])).unwrap();
+            assert_eq!(
+                fresh.stale_while_revalidate,
+                Duration::from_secs(30),
+                "{cc}"
+            );
+            assert_eq!(fresh.stale_if_error, Duration::from_secs(40), "{cc}");
+        }
+    }
+
     #[test]
     fn revalidation_directives_forbid_stale() {
         let r = StoreRules {

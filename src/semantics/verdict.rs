@@ -144,3 +144,137 @@ pub(crate) fn within_stale_window(
     let stale_for = now.saturating_sub(fresh_until(entry, validity, now)?);
     (stale_for < micros(window)).then_some(stale_for)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stamp::Stamp;
+
+    const SECOND: u64 = 1_000_000;
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+
+    /// Stored at 100 s, fresh for 60 s (until 160 s), then stale for 10 s
+    /// while revalidating or 20 s on errors.
+    fn entry() -> Arc<Entry> {
+        Arc::new(Entry {
+            stored_at_micros: 100 * SECOND,
+            fill_stamp: Stamp(100 * SECOND),
+            ttl: Duration::from_secs(60),
+            stale_while_revalidate: Duration::from_secs(10),
+            stale_if_error: Duration::from_secs(20),
+            ..Entry::for_test()
+        })
+    }
+
+    fn verdict_at(validity: Validity, now: u64) -> &'static str {
+        match judge(entry(), validity, DAY, now) {
+            Verdict::Fresh(_) => "fresh",
+            Verdict::Stale(_) => "stale",
+            Verdict::Miss(MissKind::Stale) => "miss: stale",
+            Verdict::Miss(MissKind::Invalidated) => "miss: invalidated",
+            Verdict::Miss(_) => "miss: other",
+        }
+    }
+
+    /// Fresh up to the last microsecond of the TTL, then stale within the
+    /// longer window (20 s), then a miss.
+    #[test]
+    fn an_entry_is_fresh_then_stale_then_a_miss() {
+        let at = |now| verdict_at(Validity::Valid, now);
+        assert_eq!(at(100 * SECOND), "fresh");
+        assert_eq!(at(160 * SECOND - 1), "fresh");
+        assert_eq!(at(160 * SECOND), "stale");
+        assert_eq!(at(180 * SECOND - 1), "stale");
+        assert_eq!(at(180 * SECOND), "miss: stale");
+    }
+
+    #[test]
+    fn tag_stamps_end_freshness() {
+        assert_eq!(
+            verdict_at(Validity::Invalid, 120 * SECOND),
+            "miss: invalidated"
+        );
+        // Soft-invalidated at 110 s: stale from then on, for the window.
+        let soft = Validity::SoftInvalidated {
+            at_micros: 110 * SECOND,
+        };
+        assert_eq!(verdict_at(soft, 120 * SECOND), "stale");
+        assert_eq!(verdict_at(soft, 130 * SECOND), "miss: stale");
+    }
+
+    #[test]
+    fn an_entry_past_its_max_life_is_a_miss() {
+        let judged = judge(
+            entry(),
+            Validity::Valid,
+            Duration::from_secs(30),
+            140 * SECOND,
+        );
+        assert!(matches!(judged, Verdict::Miss(MissKind::Stale)));
+    }
+
+    /// How long an entry has been stale, while within the window given.
+    #[test]
+    fn the_stale_window_counts_from_the_end_of_freshness() {
+        let entry = entry();
+        let window = Duration::from_secs(10);
+        let within = |now| within_stale_window(&entry, Validity::Valid, now, window);
+        assert_eq!(within(150 * SECOND), Some(0));
+        assert_eq!(within(165 * SECOND), Some(5 * SECOND));
+        assert_eq!(within(170 * SECOND - 1), Some(10 * SECOND - 1));
+        assert_eq!(within(170 * SECOND), None);
+        assert_eq!(
+            within_stale_window(&entry, Validity::Invalid, 150 * SECOND, window),
+            None
+        );
+    }
+
+    /// An entry answers only the route, key and identity it was stored for.
+    #[test]
+    fn selectors_select_their_own_key_only() {
+        let headers = HeaderMap::new();
+        let selector = |route, key, identity| Selector {
+            route,
+            key,
+            identity,
+            headers: &headers,
+        };
+        let entry = Entry {
+            identity: Some("u1".into()),
+            ..Entry::for_test()
+        };
+        assert_eq!(selector("r", "k", Some("u1")).selects(&entry), Ok(()));
+        for (route, key, identity) in [
+            ("other", "k", Some("u1")),
+            ("r", "other", Some("u1")),
+            ("r", "k", Some("u2")),
+            ("r", "k", None),
+        ] {
+            assert!(!selector(route, key, identity).same_key(&entry));
+            assert_eq!(
+                selector(route, key, identity).selects(&entry),
+                Err(MissKind::Absent)
+            );
+        }
+        let index = Entry::variant_index(&entry, Box::new([]));
+        assert_eq!(
+            selector("r", "k", Some("u1")).selects(&index),
+            Err(MissKind::Absent)
+        );
+    }
+
+    /// `Cache-Status` parameters of each kind of miss (RFC 9211 §2.2).
+    #[test]
+    fn misses_name_their_kind() {
+        let named = |kind: MissKind| (kind.fwd(), kind.detail());
+        assert_eq!(named(MissKind::Absent), ("uri-miss", None));
+        assert_eq!(
+            named(MissKind::StoreError),
+            ("uri-miss", Some("store-error"))
+        );
+        assert_eq!(named(MissKind::Vary), ("vary-miss", None));
+        assert_eq!(named(MissKind::Invalidated), ("miss", Some("invalidated")));
+        assert_eq!(named(MissKind::Stale), ("stale", None));
+        assert_eq!(named(MissKind::Request), ("request", None));
+    }
+}

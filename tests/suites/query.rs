@@ -68,6 +68,14 @@ pub async fn query_spellings_share_one_entry(make: &dyn MakeCache) {
     let purged = get_reply(&app, "/q?page=2&status=active").await;
     assert!(!purged.is_hit(), "{}", purged.cache_status());
     assert_eq!(calls.get(), 5);
+    // An empty query is no query: `/q?` and `/q?&&` are `/q`.
+    let bare = get_reply(&app, "/q").await;
+    for spelling in ["/q?", "/q?&&"] {
+        let reply = get_reply(&app, spelling).await;
+        assert!(reply.is_hit(), "{spelling}: {}", reply.cache_status());
+        assert_eq!(reply.body, bare.body, "{spelling}");
+    }
+    assert_eq!(calls.get(), 6);
 }
 
 pub async fn ignored_query_parameters_never_select_a_response(make: &dyn MakeCache) {

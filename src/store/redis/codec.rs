@@ -539,6 +539,52 @@ mod tests {
         assert_eq!(decode(Bytes::new()).unwrap_err(), DecodeError::Empty);
     }
 
+    /// A varint may use all 64 bits, and no more: the tenth byte holds the
+    /// top bit alone.
+    #[test]
+    fn varints_hold_64_bits_exactly() {
+        let varint = |tenth: u8| {
+            let mut raw = vec![0xff; 9];
+            raw.push(tenth);
+            Reader {
+                buf: Bytes::from(raw),
+                pos: 0,
+            }
+            .varint()
+        };
+        assert_eq!(varint(0x01), Ok(u64::MAX));
+        assert_eq!(varint(0x00), Ok(u64::MAX >> 1));
+        assert_eq!(varint(0x02), Err(DecodeError::Invalid("length")));
+    }
+
+    /// An entry may list up to `MAX_ITEMS` tags (or headers, or `Vary`
+    /// pairs), and no more.
+    #[test]
+    fn item_counts_are_bounded_inclusively() {
+        let tagged = |n: usize| Entry {
+            tags: (0..n).map(|_| Tag::from("t")).collect(),
+            ..sample()
+        };
+        let most = tagged(MAX_ITEMS);
+        assert_same(&most, &decode(encode(&most)).unwrap());
+        assert_eq!(
+            decode(encode(&tagged(MAX_ITEMS + 1))).unwrap_err(),
+            DecodeError::Invalid("tags")
+        );
+    }
+
+    /// The messages the store logs when a value cannot be read.
+    #[test]
+    fn decode_errors_say_what_is_wrong() {
+        assert_eq!(DecodeError::Empty.to_string(), "empty value");
+        assert_eq!(
+            DecodeError::Version(9).to_string(),
+            format!("unknown format version 9 (this build reads {FORMAT_VERSION})")
+        );
+        assert_eq!(DecodeError::Truncated.to_string(), "truncated value");
+        assert_eq!(DecodeError::Invalid("status").to_string(), "invalid status");
+    }
+
     #[test]
     fn random_garbage_never_panics() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(0x7a9c_a0c4e);
