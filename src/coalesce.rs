@@ -312,9 +312,17 @@ mod tests {
         }
         assert_eq!(coalescer.passes.len(), MAX_PASSES);
         assert!(!coalescer.passes(KeyHash(MAX_PASSES as u128 + 5)));
-        // An expired pass no longer counts, and makes room.
+        // A key that already passes is renewed even when the table is full.
+        coalescer
+            .passes
+            .insert(KeyHash(1), now_micros() + 1_000_000);
+        coalescer.remember_pass(KeyHash(1));
+        let renewed = *coalescer.passes.get(&KeyHash(1)).unwrap();
+        assert!(renewed > now_micros() + micros(PASS_FOR) / 2);
+        // An expired pass no longer counts, and is dropped when asked for.
         coalescer.passes.insert(KeyHash(0), now_micros() - 1);
         assert!(!coalescer.passes(KeyHash(0)));
+        assert_eq!(coalescer.passes.len(), MAX_PASSES - 1);
         coalescer.remember_pass(KeyHash(u128::MAX));
         assert!(coalescer.passes(KeyHash(u128::MAX)));
     }

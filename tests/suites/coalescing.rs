@@ -285,6 +285,44 @@ pub async fn a_passing_key_is_cached_once_its_response_is_storable(make: &dyn Ma
     assert_eq!(cache.stats().route("r").passes, 1);
 }
 
+/// A failing status is not a lasting reason: after a 503 the key's next
+/// herd still shares one origin call (coalescing shields a struggling
+/// origin).
+pub async fn a_herd_after_an_error_status_still_coalesces(make: &dyn MakeCache) {
+    let cache = make.make().await;
+    let (gate, calls) = (Gate::default(), Counter::default());
+    let app = gated_with(
+        &cache,
+        |l| l.coalesce_timeout(PATIENT),
+        Db::default(),
+        gate.clone(),
+        calls.clone(),
+        GateCalls::All,
+        |n, body| match n {
+            1 => (StatusCode::SERVICE_UNAVAILABLE, body).into_response(),
+            _ => body.into_response(),
+        },
+    );
+    gate.open();
+    assert_eq!(
+        get_reply(&app, "/r").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    gate.arrived(1).await;
+    gate.close();
+    let leader = spawn_get(&app, "/r");
+    gate.arrived(1).await;
+    let herd: Vec<_> = (0..4).map(|_| spawn_get(&app, "/r")).collect();
+    until_waiting(&cache, 4).await;
+    gate.open();
+    assert_eq!(leader.await.unwrap().text(), "v0 call2");
+    for reply in herd {
+        assert_eq!(reply.await.unwrap().text(), "v0 call2");
+    }
+    assert_eq!(calls.get(), 2);
+    assert_eq!(cache.stats().route("r").passes, 0);
+}
+
 pub async fn waiters_stop_waiting_after_timeout(make: &dyn MakeCache) {
     let cache = make.make().await;
     let (gate, calls) = (Gate::default(), Counter::default());

@@ -89,6 +89,7 @@ macro_rules! with_cases {
             coalescing::unshareable_response_is_not_handed_to_waiters,
             coalescing::a_herd_after_an_unshareable_response_does_not_queue,
             coalescing::a_passing_key_is_cached_once_its_response_is_storable,
+            coalescing::a_herd_after_an_error_status_still_coalesces,
             coalescing::waiters_stop_waiting_after_timeout,
             coalescing::coalescing_can_be_turned_off,
             stale::stale_while_revalidate_refreshes_once,
