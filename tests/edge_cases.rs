@@ -232,18 +232,37 @@ async fn invalidation_survives_client_disconnect() {
     .await;
 }
 
-/// A memory store that returns every entry as if it had been stored `age`
-/// earlier, so `Age` can be checked on old entries without waiting; and
-/// that, unless it `vouches`, counts every entry as invalid (as a Redis
-/// store does while its feed resyncs).
-struct AgedStore {
+/// A memory store that misbehaves on demand: it returns every entry as if
+/// it had been stored `age` earlier (so `Age` can be checked on old entries
+/// without waiting); unless it `vouches`, it counts every entry as invalid
+/// (as a Redis store does while its feed resyncs); unless `readable`, every
+/// lookup fails as a store that is down would.
+struct FakeStore {
     inner: Arc<tagcache::MemoryStore>,
     age: Duration,
     vouches: bool,
+    readable: bool,
 }
 
-impl tagcache::Store for AgedStore {
+impl FakeStore {
+    fn working() -> FakeStore {
+        FakeStore {
+            inner: Arc::default(),
+            age: Duration::ZERO,
+            vouches: true,
+            readable: true,
+        }
+    }
+}
+
+impl tagcache::Store for FakeStore {
     fn get(&self, key: tagcache::KeyHash) -> tagcache::StoreFuture<Option<Arc<tagcache::Entry>>> {
+        if !self.readable {
+            return tagcache::StoreFuture::ready(Err(tagcache::StoreError::new(
+                tagcache::StoreErrorKind::Unavailable,
+                "down",
+            )));
+        }
         let age = self.age.as_micros() as u64;
         let aged = |found: Option<Arc<tagcache::Entry>>| {
             found.map(|entry| {
@@ -290,7 +309,7 @@ impl tagcache::Store for AgedStore {
         self.inner.max_entry_life()
     }
     fn kind(&self) -> &'static str {
-        "aged"
+        "fake"
     }
 }
 
@@ -300,10 +319,9 @@ impl tagcache::Store for AgedStore {
 async fn hits_say_how_old_their_entry_is() {
     backstop(async {
         let age = Duration::from_secs(100);
-        let store = AgedStore {
-            inner: Arc::default(),
+        let store = FakeStore {
             age,
-            vouches: true,
+            ..FakeStore::working()
         };
         let cache = Cache::new(store);
         let calls = Counter::default();
@@ -347,10 +365,10 @@ async fn hits_say_how_old_their_entry_is() {
 async fn stored_is_not_claimed_when_the_store_would_refuse_the_entry() {
     backstop(async {
         let inner = Arc::new(tagcache::MemoryStore::default());
-        let store = AgedStore {
+        let store = FakeStore {
             inner: inner.clone(),
-            age: Duration::ZERO,
             vouches: false,
+            ..FakeStore::working()
         };
         let cache = Cache::new(store);
         let calls = Counter::default();
@@ -368,60 +386,14 @@ async fn stored_is_not_claimed_when_the_store_would_refuse_the_entry() {
     .await;
 }
 
-/// A memory store that cannot be read: every lookup fails as a store that
-/// is down would; everything else works.
-struct UnreadableStore {
-    inner: tagcache::MemoryStore,
-}
-
-impl tagcache::Store for UnreadableStore {
-    fn get(&self, _key: tagcache::KeyHash) -> tagcache::StoreFuture<Option<Arc<tagcache::Entry>>> {
-        tagcache::StoreFuture::ready(Err(tagcache::StoreError::new(
-            tagcache::StoreErrorKind::Unavailable,
-            "down",
-        )))
-    }
-    fn put(
-        &self,
-        key: tagcache::KeyHash,
-        entry: Arc<tagcache::Entry>,
-    ) -> tagcache::StoreFuture<()> {
-        self.inner.put(key, entry)
-    }
-    fn remove(&self, key: tagcache::KeyHash) -> tagcache::StoreFuture<()> {
-        self.inner.remove(key)
-    }
-    fn fill_stamp(&self) -> tagcache::StoreFuture<tagcache::Stamp> {
-        self.inner.fill_stamp()
-    }
-    fn invalidate(
-        &self,
-        tags: &[tagcache::Tag],
-        mode: tagcache::InvalidationMode,
-    ) -> tagcache::StoreFuture<tagcache::Stamp> {
-        self.inner.invalidate(tags, mode)
-    }
-    fn invalidate_all(&self) -> tagcache::StoreFuture<tagcache::Stamp> {
-        self.inner.invalidate_all()
-    }
-    fn validity(&self, entry: &tagcache::Entry) -> tagcache::Validity {
-        self.inner.validity(entry)
-    }
-    fn max_entry_life(&self) -> Duration {
-        self.inner.max_entry_life()
-    }
-    fn kind(&self) -> &'static str {
-        "unreadable"
-    }
-}
-
 /// A failing store is counted on the route, once per failure, and every
 /// request is answered from the origin.
 #[tokio::test]
 async fn store_failures_are_counted_and_answered_from_the_origin() {
     backstop(async {
-        let cache = Cache::new(UnreadableStore {
-            inner: tagcache::MemoryStore::default(),
+        let cache = Cache::new(FakeStore {
+            readable: false,
+            ..FakeStore::working()
         });
         let calls = Counter::default();
         let app = counting_app(&cache, calls.clone(), |l| l.ttl(Duration::from_secs(300)));
@@ -459,8 +431,9 @@ async fn store_failures_are_logged_about_once_a_second() {
     let subscriber = tracing_subscriber::registry().with(CountWarnings(warnings.clone()));
     let _logging = tracing::subscriber::set_default(subscriber);
     backstop(async {
-        let cache = Cache::new(UnreadableStore {
-            inner: tagcache::MemoryStore::default(),
+        let cache = Cache::new(FakeStore {
+            readable: false,
+            ..FakeStore::working()
         });
         let app = counting_app(&cache, Counter::default(), |l| {
             l.ttl(Duration::from_secs(300))

@@ -18,6 +18,31 @@ use super::MakeCache;
 /// add origin calls these tests count. (The timeout itself has a test of
 /// its own.)
 const PATIENT: Duration = Duration::from_secs(600);
+
+/// `/r` (see [`gated_with`]) with patient waiters: the app, its gate and
+/// its origin call counter.
+fn patient(
+    cache: &tagcache::Cache,
+    which: GateCalls,
+    respond: fn(usize, String) -> axum::response::Response,
+) -> (Router, Gate, Counter) {
+    let (gate, calls) = (Gate::default(), Counter::default());
+    let app = gated_with(
+        cache,
+        |l| l.coalesce_timeout(PATIENT),
+        Db::default(),
+        gate.clone(),
+        calls.clone(),
+        which,
+        respond,
+    );
+    (app, gate, calls)
+}
+
+/// A plain response.
+fn plain(_: usize, body: String) -> axum::response::Response {
+    body.into_response()
+}
 use crate::support::apps::*;
 use crate::support::deadline::eventually;
 use crate::support::harness::*;
@@ -41,15 +66,7 @@ fn cookie_on_first_call(n: usize, body: String) -> axum::response::Response {
 
 pub async fn herd_of_misses_makes_one_origin_call(make: &dyn MakeCache) {
     let cache = make.make().await;
-    let (gate, calls) = (Gate::default(), Counter::default());
-    let app = gated(
-        &cache,
-        |l| l.coalesce_timeout(PATIENT),
-        Db::default(),
-        gate.clone(),
-        calls.clone(),
-        GateCalls::All,
-    );
+    let (app, gate, calls) = patient(&cache, GateCalls::All, plain);
     let leader = spawn_get(&app, "/r");
     gate.arrived(1).await;
     let herd: Vec<_> = (0..999).map(|_| spawn_get(&app, "/r")).collect();
@@ -69,15 +86,7 @@ pub async fn herd_of_misses_makes_one_origin_call(make: &dyn MakeCache) {
 
 pub async fn collapsed_waiters_are_marked(make: &dyn MakeCache) {
     let cache = make.make().await;
-    let (gate, calls) = (Gate::default(), Counter::default());
-    let app = gated(
-        &cache,
-        |l| l.coalesce_timeout(PATIENT),
-        Db::default(),
-        gate.clone(),
-        calls.clone(),
-        GateCalls::All,
-    );
+    let (app, gate, calls) = patient(&cache, GateCalls::All, plain);
     let leader = spawn_get(&app, "/r");
     gate.arrived(1).await;
     let waiter = spawn_get(&app, "/r");
@@ -126,15 +135,7 @@ pub async fn waiter_arriving_after_invalidation_skips_old_flight(make: &dyn Make
 
 pub async fn cancelled_leader_hands_over(make: &dyn MakeCache) {
     let cache = make.make().await;
-    let (gate, calls) = (Gate::default(), Counter::default());
-    let app = gated(
-        &cache,
-        |l| l.coalesce_timeout(PATIENT),
-        Db::default(),
-        gate.clone(),
-        calls.clone(),
-        GateCalls::FirstOnly,
-    );
+    let (app, gate, calls) = patient(&cache, GateCalls::FirstOnly, plain);
     let leader = spawn_get(&app, "/r");
     gate.arrived(1).await;
     let waiters: Vec<_> = (0..5).map(|_| spawn_get(&app, "/r")).collect();
@@ -189,16 +190,7 @@ pub async fn panicking_leader_hands_over(make: &dyn MakeCache) {
 
 pub async fn unshareable_response_is_not_handed_to_waiters(make: &dyn MakeCache) {
     let cache = make.make().await;
-    let (gate, calls) = (Gate::default(), Counter::default());
-    let app = gated_with(
-        &cache,
-        |l| l.coalesce_timeout(PATIENT),
-        Db::default(),
-        gate.clone(),
-        calls.clone(),
-        GateCalls::FirstOnly,
-        with_cookie,
-    );
+    let (app, gate, calls) = patient(&cache, GateCalls::FirstOnly, with_cookie);
     let leader = spawn_get(&app, "/r");
     gate.arrived(1).await;
     let waiters: Vec<_> = (0..5).map(|_| spawn_get(&app, "/r")).collect();
@@ -229,17 +221,8 @@ pub async fn unshareable_response_is_not_handed_to_waiters(make: &dyn MakeCache)
 /// queueing behind a leader whose answer it could not take.
 pub async fn a_herd_after_an_unshareable_response_does_not_queue(make: &dyn MakeCache) {
     let cache = make.make().await;
-    let (gate, calls) = (Gate::default(), Counter::default());
     // Only a pass can bring all five to the origin (waiters are PATIENT).
-    let app = gated_with(
-        &cache,
-        |l| l.coalesce_timeout(PATIENT),
-        Db::default(),
-        gate.clone(),
-        calls.clone(),
-        GateCalls::All,
-        with_cookie,
-    );
+    let (app, gate, calls) = patient(&cache, GateCalls::All, with_cookie);
     gate.open();
     get_reply(&app, "/r").await;
     gate.arrived(1).await;
@@ -266,16 +249,7 @@ pub async fn a_herd_after_an_unshareable_response_does_not_queue(make: &dyn Make
 /// again it is stored, and the pass ends.
 pub async fn a_passing_key_is_cached_once_its_response_is_storable(make: &dyn MakeCache) {
     let cache = make.make().await;
-    let (gate, calls) = (Gate::default(), Counter::default());
-    let app = gated_with(
-        &cache,
-        |l| l.coalesce_timeout(PATIENT),
-        Db::default(),
-        gate.clone(),
-        calls.clone(),
-        GateCalls::None,
-        cookie_on_first_call,
-    );
+    let (app, _gate, calls) = patient(&cache, GateCalls::None, cookie_on_first_call);
     assert_eq!(get_reply(&app, "/r").await.text(), "v0 call1");
     let second = get_reply(&app, "/r").await;
     assert_eq!(second.text(), "v0 call2");
