@@ -71,6 +71,15 @@ async fn hit_on_both(a: &Instance, b: &Instance, id: usize) {
     .await;
 }
 
+/// Waits until item `id` reads as `version` on `instance`; `what` says
+/// what never happened otherwise.
+async fn reads_version(instance: &Instance, id: usize, version_wanted: u64, what: &str) {
+    eventually(what, || async {
+        version(&instance.get(id).await) == version_wanted
+    })
+    .await;
+}
+
 /// Sets its flag when dropped.
 struct Stop(Arc<AtomicBool>);
 
@@ -116,10 +125,7 @@ async fn an_invalidation_while_redis_is_out_of_memory_is_recorded() {
 
         assert_eq!(a.store.queued_invalidations(), 0, "Redis took it at once");
         assert_eq!(version(&a.get(1).await), 1);
-        eventually("the other instance reads the new version", || async {
-            version(&b.get(1).await) == 1
-        })
-        .await;
+        reads_version(&b, 1, 1, "the other instance reads the new version").await;
     })
     .await;
 }
@@ -165,10 +171,7 @@ async fn an_invalidation_during_a_partition_is_queued_and_sent_after() {
                 a.store.queued_invalidations() == 0
             })
             .await;
-            eventually("the other instance reads the new version", || async {
-                version(&b.get(1).await) == 1
-            })
-            .await;
+            reads_version(&b, 1, 1, "the other instance reads the new version").await;
             eventually("the writing instance caches again", || async {
                 let reply = a.get(1).await;
                 reply.is_hit() && version(&reply) == 1
@@ -333,10 +336,7 @@ async fn survives_poison(ns: &str, poison: impl FnOnce(&RedisServer)) {
     let written = a.put(1).await;
     assert_eq!(version(&written), 1);
     assert_eq!(version(&a.get(1).await), 1, "the writer reads its write");
-    eventually("the other instance reads the new version", || async {
-        version(&b.get(1).await) == 1
-    })
-    .await;
+    reads_version(&b, 1, 1, "the other instance reads the new version").await;
     eventually("both instances cache again", || async {
         let (ra, rb) = (a.get(1).await, b.get(1).await);
         ra.is_hit() && rb.is_hit() && version(&ra) == 1 && version(&rb) == 1
@@ -346,10 +346,7 @@ async fn survives_poison(ns: &str, poison: impl FnOnce(&RedisServer)) {
     let written = a.put(1).await;
     assert_eq!(version(&written), 2);
     assert_eq!(version(&a.get(1).await), 2);
-    eventually("the other instance reads the second change", || async {
-        version(&b.get(1).await) == 2
-    })
-    .await;
+    reads_version(&b, 1, 2, "the other instance reads the second change").await;
     let clock = server.cmd_str(&["GET", &format!("{{{ns}}}:clock")]).text();
     let clock: u64 = clock.parse().unwrap_or_else(|_| panic!("clock {clock:?}"));
     assert!(clock < EXACT_LIMIT, "the clock was left at {clock}");
@@ -817,10 +814,7 @@ async fn an_invalidation_whose_caller_gave_up_is_still_sent() {
         assert_eq!(version(&a.get(1).await), 1);
 
         link.heal();
-        eventually("the other instance reads the new version", || async {
-            version(&b.get(1).await) == 1
-        })
-        .await;
+        reads_version(&b, 1, 1, "the other instance reads the new version").await;
     })
     .await;
 }
