@@ -80,6 +80,20 @@ async fn reads_version(instance: &Instance, id: usize, version_wanted: u64, what
     .await;
 }
 
+/// Waits until every item is a hit on both instances, with the latest
+/// version on the writer `a`.
+async fn hits_resume(a: &Instance, b: &Instance, floor: &Floor, items: usize, after: &str) {
+    eventually(format!("hits resume on both instances {after}"), || async {
+        let mut all = true;
+        for id in 0..items {
+            let (ra, rb) = (a.get(id).await, b.get(id).await);
+            all &= ra.is_hit() && rb.is_hit() && version(&ra) >= floor.at_least(id);
+        }
+        all
+    })
+    .await;
+}
+
 /// Sets its flag when dropped.
 struct Stop(Arc<AtomicBool>);
 
@@ -712,18 +726,7 @@ async fn a_cluster_master_failover_under_load() {
         replica.cmd_str(&["CLUSTER", "FAILOVER", "TAKEOVER"]);
         // Hits are back once both instances answer every item from the
         // cache again, with the latest version on the writer.
-        eventually(
-            "hits resume on both instances after the failover",
-            || async {
-                let mut all = true;
-                for id in 0..ITEMS {
-                    let (ra, rb) = (a.get(id).await, b.get(id).await);
-                    all &= ra.is_hit() && rb.is_hit() && version(&ra) >= floor.at_least(id);
-                }
-                all
-            },
-        )
-        .await;
+        hits_resume(&a, &b, &floor, ITEMS, "after the failover").await;
         let resumed = killed.elapsed();
         let load = traffic.stop().await;
         let new_owner = cluster.owner_of("{fo}:clock").port();
@@ -764,15 +767,7 @@ async fn a_frozen_redis_under_load() {
         tokio::time::sleep(Duration::from_secs(3)).await;
         server.resume();
         let resumed_at = std::time::Instant::now();
-        eventually("hits resume on both instances after SIGCONT", || async {
-            let mut all = true;
-            for id in 0..ITEMS {
-                let (ra, rb) = (a.get(id).await, b.get(id).await);
-                all &= ra.is_hit() && rb.is_hit() && version(&ra) >= floor.at_least(id);
-            }
-            all
-        })
-        .await;
+        hits_resume(&a, &b, &floor, ITEMS, "after SIGCONT").await;
         let resumed = resumed_at.elapsed();
         traffic.stop().await.check("redis frozen 3 s", resumed);
     })
