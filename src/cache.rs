@@ -208,7 +208,8 @@ impl Cache {
     }
 
     /// How many requests are waiting right now for another request's
-    /// origin call (coalesced misses), for diagnostics.
+    /// origin call (coalesced misses, here or on another instance sharing
+    /// the store), for diagnostics.
     pub fn waiting_requests(&self) -> usize {
         self.inner.coalescer.waiting()
     }

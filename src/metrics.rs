@@ -30,14 +30,16 @@ pub(crate) enum StoreOp {
     Put,
     Stamp,
     Invalidate,
+    Lease,
 }
 
 impl StoreOp {
-    const ALL: [StoreOp; 4] = [
+    const ALL: [StoreOp; 5] = [
         StoreOp::Get,
         StoreOp::Put,
         StoreOp::Stamp,
         StoreOp::Invalidate,
+        StoreOp::Lease,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -46,6 +48,7 @@ impl StoreOp {
             StoreOp::Put => "put",
             StoreOp::Stamp => "stamp",
             StoreOp::Invalidate => "invalidate",
+            StoreOp::Lease => "lease",
         }
     }
 }
@@ -58,6 +61,8 @@ struct Handles {
     stale: Counter,
     collapsed: Counter,
     passes: Counter,
+    lease_waits: Counter,
+    takeovers: Counter,
     bypass: [Counter; BypassReason::ALL.len()],
     not_stored: [Counter; NotStoredReason::ALL.len()],
     invalidations: Counter,
@@ -74,6 +79,8 @@ impl Handles {
             stale: metrics::counter!("tagcache_stale_total", "route" => route.clone()),
             collapsed: metrics::counter!("tagcache_collapsed_total", "route" => route.clone()),
             passes: metrics::counter!("tagcache_passes_total", "route" => route.clone()),
+            lease_waits: metrics::counter!("tagcache_lease_waits_total", "route" => route.clone()),
+            takeovers: metrics::counter!("tagcache_lease_takeovers_total", "route" => route.clone()),
             bypass: BypassReason::ALL.map(|r| {
                 metrics::counter!("tagcache_bypass_total", "route" => route.clone(), "reason" => r.as_str())
             }),
@@ -99,6 +106,8 @@ pub(crate) struct RouteMetrics {
     stale: AtomicU64,
     collapsed: AtomicU64,
     passes: AtomicU64,
+    lease_waits: AtomicU64,
+    takeovers: AtomicU64,
     bypasses: AtomicU64,
     not_stored: AtomicU64,
     invalidations: AtomicU64,
@@ -115,6 +124,8 @@ impl RouteMetrics {
             stale: AtomicU64::new(0),
             collapsed: AtomicU64::new(0),
             passes: AtomicU64::new(0),
+            lease_waits: AtomicU64::new(0),
+            takeovers: AtomicU64::new(0),
             bypasses: AtomicU64::new(0),
             not_stored: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
@@ -156,6 +167,19 @@ impl RouteMetrics {
     pub(crate) fn pass(&self) {
         self.passes.fetch_add(1, Ordering::Relaxed);
         self.handles().passes.increment(1);
+    }
+
+    /// A miss found the key's fleet-wide lease held by another instance
+    /// and waited for it (see [`crate::store::lease`]).
+    pub(crate) fn lease_wait(&self) {
+        self.lease_waits.fetch_add(1, Ordering::Relaxed);
+        self.handles().lease_waits.increment(1);
+    }
+
+    /// A miss took over a lease whose holder gave up or vanished.
+    pub(crate) fn takeover(&self) {
+        self.takeovers.fetch_add(1, Ordering::Relaxed);
+        self.handles().takeovers.increment(1);
     }
 
     pub(crate) fn bypass(&self, reason: BypassReason) {
@@ -203,6 +227,8 @@ impl RouteMetrics {
             stale,
             collapsed,
             passes: load(&self.passes),
+            lease_waits: load(&self.lease_waits),
+            takeovers: load(&self.takeovers),
             bypasses: load(&self.bypasses),
             not_stored: load(&self.not_stored),
             invalidations: load(&self.invalidations),
@@ -231,6 +257,11 @@ pub struct RouteStats {
     /// because the key's last response could not be shared (counted in
     /// `misses` too).
     pub passes: u64,
+    /// Misses that found the key's lease held by another instance sharing
+    /// the store, and waited for its response (one count per wait).
+    pub lease_waits: u64,
+    /// Misses that took over a lease whose holder gave up or vanished.
+    pub takeovers: u64,
     /// Went to the origin without consulting the cache.
     pub bypasses: u64,
     /// Origin responses that were not stored.

@@ -13,6 +13,7 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::body::CacheBody;
+use super::fleet::Leader;
 use super::lookup::Step;
 use super::outcome::{Outcome, StaleCause, Storing};
 use super::record::{IndexAt, Recorder};
@@ -65,13 +66,15 @@ impl<S, ReqB> Forward<S, ReqB> {
         self.route.judge(found, &self.selector(), now)
     }
 
-    /// Looks the request up again from its primary hash (another request
-    /// may have stored it since), following a variant index. A store
-    /// failure counts as nothing found.
-    pub(crate) fn look_again(&self) -> impl Future<Output = Option<Arc<Entry>>> + Send + '_ {
-        let step = self.route.lookup(self.primary, &self.selector());
-        let found = self.finish_lookup(step);
-        async move { found.await.1.ok().flatten() }
+    /// This request as the leader of its key's flight, to settle with the
+    /// other instances who calls the origin (see [`super::fleet`]).
+    pub(crate) fn leader(&self) -> Leader<'_> {
+        Leader {
+            route: &self.route,
+            selector: self.selector(),
+            hash: self.hash,
+            primary: self.primary,
+        }
     }
 
     /// Finishes a lookup this request started. (It borrows only what the

@@ -3,7 +3,6 @@
 
 use std::future::poll_fn;
 use std::pin::pin;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH};
@@ -13,9 +12,9 @@ use tower_service::Service;
 
 use super::body::CacheBody;
 use super::fill::Forward;
+use super::fleet::Settled;
 use super::outcome::Outcome;
-use crate::coalesce::{FlightEnd, FlightGuard, Role};
-use crate::entry::Entry;
+use crate::coalesce::{FlightEnd, Role};
 use crate::semantics::verdict::{MissKind, Verdict};
 use crate::stamp::now_micros;
 
@@ -36,15 +35,31 @@ where
     for _ in 0..MAX_JOINS {
         let flight = match coalescer.join(forward.hash) {
             Role::Leader(mut guard) => {
-                if forward.kind != MissKind::StoreError {
-                    let found = forward.look_again().await;
-                    if let Some(entry) = fresh_after_lead(&forward, found, &mut guard) {
-                        let now = now_micros();
-                        let status = Outcome::Hit { entry: &entry, now }.report(&route);
-                        return Ok(forward.answer(&entry, false, now, status));
-                    }
+                // The store just failed: asking it again is no use.
+                if forward.kind == MissKind::StoreError {
+                    return forward.fill(Some(guard)).await;
                 }
-                return forward.fill(Some(guard)).await;
+                return match forward.leader().settle(&mut guard, true).await {
+                    Settled::Found { entry, waited } => {
+                        guard.share(entry.clone());
+                        let now = now_micros();
+                        let outcome = if waited {
+                            Outcome::Collapsed(forward.kind)
+                        } else {
+                            Outcome::Hit { entry: &entry, now }
+                        };
+                        let status = outcome.report(&route);
+                        Ok(forward.answer(&entry, false, now, status))
+                    }
+                    Settled::Lead | Settled::Elsewhere => forward.fill(Some(guard)).await,
+                    Settled::Alone { lasting } => {
+                        guard.not_shareable(lasting);
+                        if lasting {
+                            route.metrics.pass();
+                        }
+                        forward.fill(None).await
+                    }
+                };
             }
             Role::Waiter(flight) => flight,
         };
@@ -86,23 +101,6 @@ where
     forward.fill(None).await
 }
 
-/// Judges an entry looked up again after winning the lead: a previous
-/// leader may have stored it and left the table between this request's
-/// lookup and its join, and calling the origin again would break "one
-/// origin call per key". A fresh entry is handed to anyone who already
-/// joined this flight.
-fn fresh_after_lead<S, ReqB>(
-    forward: &Forward<S, ReqB>,
-    found: Option<Arc<Entry>>,
-    guard: &mut FlightGuard,
-) -> Option<Arc<Entry>> {
-    let Verdict::Fresh(entry) = forward.judge(found, now_micros()) else {
-        return None;
-    };
-    guard.share(entry.clone());
-    Some(entry)
-}
-
 /// Serves stale now, refreshes once in the background: only the request that
 /// leads the key's flight refreshes, however many see the entry stale.
 pub(crate) fn revalidate_in_background<S, ReqB, ResB>(mut forward: Forward<S, ReqB>)
@@ -130,12 +128,18 @@ where
     runtime.spawn(async move {
         let refresh = async move {
             let mut guard = guard;
-            // Another refresh may have landed since this request's lookup.
-            let found = forward.look_again().await;
-            if fresh_after_lead(&forward, found, &mut guard).is_some() {
-                return;
-            }
-            if let Ok(response) = forward.fill(Some(guard)).await {
+            // Another refresh may have landed since this request's lookup,
+            // or another instance may be refreshing the key now.
+            let guard = match forward.leader().settle(&mut guard, false).await {
+                Settled::Found { entry, .. } => return guard.share(entry),
+                Settled::Elsewhere => return,
+                Settled::Lead => Some(guard),
+                Settled::Alone { lasting } => {
+                    guard.not_shareable(lasting);
+                    None
+                }
+            };
+            if let Ok(response) = forward.fill(guard).await {
                 drain(response.into_body()).await;
             }
         };

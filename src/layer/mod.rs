@@ -51,6 +51,7 @@
 
 mod body;
 mod fill;
+mod fleet;
 mod flight;
 mod future;
 mod header_values;

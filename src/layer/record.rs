@@ -147,7 +147,13 @@ impl Recorder {
         let started = Instant::now();
         let mut pending = Vec::new();
         for (hash, entry) in std::iter::once((hash, entry)).chain(index) {
-            match store.put(hash, entry).now_or_later() {
+            // The write of the key the fleet-wide lease is held on also
+            // releases it, so other instances waiting on it find the entry.
+            let write = match guard.as_mut().and_then(|guard| guard.lease_for(hash)) {
+                Some(lease) => lease.put_releasing(entry),
+                None => store.put(hash, entry),
+            };
+            match write.now_or_later() {
                 Ok(result) => record_put(&route, result, started.elapsed()),
                 Err(write) => pending.push(write),
             }

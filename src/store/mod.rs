@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::entry::{Entry, KeyHash, Tag};
 use crate::stamp::{InvalidationMode, Stamp, Validity};
 
+pub mod lease;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -25,6 +26,7 @@ pub mod tiered;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
+pub use lease::{Acquired, LeaseEnd, LeaseToken, LeaseWait, Leases};
 pub use memory::MemoryStore;
 pub use tiered::TieredStore;
 
@@ -165,4 +167,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// A short name for logs and metrics (`memory`, `redis`).
     fn kind(&self) -> &'static str;
+
+    /// Leases for one origin call per key across every instance sharing
+    /// this store (see [`lease`]). `None`, the default, for a store local
+    /// to one process, where the in-process coalescing is enough.
+    fn leases(&self) -> Option<&dyn Leases> {
+        None
+    }
 }

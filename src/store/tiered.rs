@@ -35,7 +35,9 @@ use std::time::Duration;
 
 use crate::entry::{Entry, KeyHash, Tag};
 use crate::stamp::{now_micros, InvalidationMode, Stamp, Validity};
-use crate::store::{MemoryStore, Store, StoreFuture};
+use crate::store::{
+    Acquired, LeaseEnd, LeaseToken, LeaseWait, Leases, MemoryStore, Store, StoreFuture,
+};
 
 /// A local [`MemoryStore`] tier over a shared remote store.
 pub struct TieredStore<R> {
@@ -152,5 +154,52 @@ impl<R: Store> Store for TieredStore<R> {
 
     fn kind(&self) -> &'static str {
         "tiered"
+    }
+
+    fn leases(&self) -> Option<&dyn Leases> {
+        // Leases are the remote's; this tier only keeps a local copy of
+        // what a lease's holder stores.
+        self.remote.leases().map(|_| self as &dyn Leases)
+    }
+}
+
+impl<R: Store> TieredStore<R> {
+    fn remote_leases(&self) -> &dyn Leases {
+        self.remote
+            .leases()
+            .expect("TieredStore offers leases only when its remote store does")
+    }
+}
+
+impl<R: Store> Leases for TieredStore<R> {
+    fn acquire(
+        &self,
+        key: KeyHash,
+        token: LeaseToken,
+        ttl: Duration,
+        read_entry: bool,
+    ) -> StoreFuture<Acquired> {
+        self.remote_leases().acquire(key, token, ttl, read_entry)
+    }
+
+    fn renew(&self, key: KeyHash, token: LeaseToken, ttl: Duration) -> StoreFuture<bool> {
+        self.remote_leases().renew(key, token, ttl)
+    }
+
+    fn release(
+        &self,
+        key: KeyHash,
+        token: LeaseToken,
+        end: LeaseEnd,
+        entry: Option<Arc<Entry>>,
+    ) -> StoreFuture<()> {
+        if let Some(entry) = &entry {
+            let _ = self.local.put(key, entry.clone()).now_or_later();
+        }
+        self.remote_leases().release(key, token, end, entry)
+    }
+
+    fn ended(&self, key: KeyHash) -> Option<LeaseWait> {
+        self.remote_leases().ended(key)
     }
 }

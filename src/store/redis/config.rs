@@ -67,6 +67,8 @@ pub(crate) struct Options {
     pub(crate) max_tags: usize,
     pub(crate) ping_interval: Duration,
     pub(crate) replicas_to_wait: usize,
+    pub(crate) leases: bool,
+    pub(crate) lease_notifications: bool,
 }
 
 /// Options for a [`RedisStore`]; see [`RedisStore::builder`].
@@ -92,6 +94,8 @@ impl RedisStoreBuilder {
                 max_tags: DEFAULT_MAX_TAGS,
                 ping_interval: DEFAULT_FEED_PING_INTERVAL,
                 replicas_to_wait: 0,
+                leases: true,
+                lease_notifications: true,
             },
         }
     }
@@ -177,6 +181,26 @@ impl RedisStoreBuilder {
     /// entry as a miss until it has resubscribed and reloaded.
     pub fn feed_ping_interval(mut self, interval: Duration) -> Self {
         self.options.ping_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Whether instances sharing the namespace share one origin call per
+    /// key through a lease in Redis (default `true`; see
+    /// [`crate::store::lease`]). Off, each instance still coalesces its
+    /// own requests, so a herd over `n` instances costs `n` origin calls.
+    /// Either way a miss costs the same number of round trips (a lease is
+    /// taken in the call that looks the key up again); only instances
+    /// that wait for another's lease are sent a message when it ends.
+    pub fn leases(mut self, leases: bool) -> Self {
+        self.options.leases = leases;
+        self
+    }
+
+    /// Whether waiters hear a lease's end by pub/sub (default) or poll for
+    /// it with a backoff; for measuring the two against each other.
+    #[doc(hidden)]
+    pub fn lease_notifications(mut self, notify: bool) -> Self {
+        self.options.lease_notifications = notify;
         self
     }
 

@@ -119,6 +119,9 @@ async fn session(
         }
     }
     check_settings(shared).await?;
+    if options.leases {
+        super::lease::preload(shared).await?;
+    }
     let client = &shared.pubsub_clients[node % shared.pubsub_clients.len()];
     let pubsub = tokio::time::timeout(options.connect_timeout, client.get_async_pubsub())
         .await
@@ -128,6 +131,7 @@ async fn session(
     let channels = [
         shared.keys.channel.as_str(),
         shared.heartbeat_channel.as_str(),
+        shared.keys.lease_channel.as_str(),
     ];
     tokio::time::timeout(
         options.connect_timeout + options.response_timeout,
@@ -217,7 +221,8 @@ impl Heartbeat {
     }
 }
 
-/// Takes in one message: a heartbeat of this session's, or an invalidation.
+/// Takes in one message: a heartbeat of this session's, a lease's end, or
+/// an invalidation.
 /// An invalidation that cannot be read (another format during a rolling
 /// deploy, a stamp out of range) may be one this instance needed: the error
 /// makes the feed reload the whole table rather than carry on without it.
@@ -234,6 +239,10 @@ fn receive(
         {
             heartbeat.received = heartbeat.received.max(n);
         }
+        return Ok(());
+    }
+    if message.get_channel_name() == shared.keys.lease_channel {
+        shared.lease_waits.heard(payload);
         return Ok(());
     }
     if shared.view.apply_message(payload) {

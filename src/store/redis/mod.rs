@@ -14,6 +14,8 @@
 //! | `{ns}:settings` | hash | settings every instance must share (`max_entry_life_us`), recorded by the first |
 //! | `ns:invalidations` | pub/sub channel | every invalidation, for the other instances |
 //! | `ns:heartbeat:<id>` | pub/sub channel | one instance's feed heartbeat, published through the `{ns}` master |
+//! | `{ns:e:<32 hex>}:lease` | string, `PX` | the key's fleet-wide lease while an instance fills it (see [`lease`](crate::store::lease)) |
+//! | `ns:leases` | pub/sub channel | the end of a lease another instance waits on |
 //!
 //! Needs Redis 7.0 or later (the scripts declare `allow-oom`). The `{ns}` keys share a hash tag, so they live in one cluster slot
 //! and one Lua script can update them atomically; entries spread over all
@@ -27,10 +29,15 @@
 //!   view of the stamps, with no further round trip. A `GET` that was
 //!   already on its way when this instance wrote the same key returns the
 //!   written entry, so an instance never reads older than its own writes.
-//! * **Miss**: `GET`, then the fill stamp from the clock script (`EVALSHA`),
-//!   the origin call, and `SET key value PX <retention>` where retention is
-//!   the entry's TTL plus its longer stale window, capped by
-//!   [`max_entry_life`](RedisStoreBuilder::max_entry_life).
+//! * **Miss**: `GET`; then, for the request leading the key's flight on
+//!   this instance, one script that reads the entry again or takes the
+//!   key's lease (a herd over many instances makes one origin call: see
+//!   [`lease`](crate::store::lease)); the fill stamp from the clock script
+//!   (`EVALSHA`); the origin call; and one script that stores the entry
+//!   (`SET key value PX <retention>`, where retention is the entry's TTL
+//!   plus its longer stale window, capped by
+//!   [`max_entry_life`](RedisStoreBuilder::max_entry_life)) and releases
+//!   the lease. Four round trips, as before leases.
 //! * **Invalidate**: one `EVALSHA` that takes a stamp
 //!   (`max(last + 1, server time in µs)`, so it never goes backwards even if
 //!   the clock key is lost), records it for each tag, prunes up to
@@ -134,6 +141,7 @@ pub mod codec;
 mod config;
 mod conn;
 mod feed;
+mod lease;
 mod pending;
 mod recent;
 mod scripts;
@@ -148,6 +156,7 @@ use breaker::Breaker;
 use config::Options;
 use conn::{map_error, unavailable, ClusterSlot, Conn};
 use feed::FirstAttempt;
+use lease::LeaseWaits;
 use pending::Queued;
 use recent::Recent;
 use view::View;
@@ -168,6 +177,7 @@ pub(crate) struct Keys {
     times: String,
     settings: String,
     channel: String,
+    lease_channel: String,
 }
 
 impl Keys {
@@ -179,6 +189,7 @@ impl Keys {
             times: format!("{{{ns}}}:tagtimes"),
             settings: format!("{{{ns}}}:settings"),
             channel: format!("{ns}:invalidations"),
+            lease_channel: format!("{ns}:leases"),
         }
     }
 
@@ -188,6 +199,12 @@ impl Keys {
         out.push_str(&self.entry_prefix);
         let _ = write!(out, "{:032x}", key.0);
         out
+    }
+
+    /// `{<entry key>}:lease`: the hash tag is the entry's whole key, so the
+    /// lease shares the entry's cluster slot (namespaces hold no braces).
+    fn lease(&self, key: KeyHash) -> String {
+        format!("{{{}}}:lease", self.entry(key))
     }
 }
 
@@ -206,6 +223,8 @@ pub(crate) struct StoreState {
     breaker: Breaker,
     /// This instance's own heartbeat channel (see [`feed`]).
     heartbeat_channel: String,
+    /// Requests waiting for another instance's lease to end (see [`lease`]).
+    lease_waits: Arc<LeaseWaits>,
 }
 
 /// The store's state and its background tasks, which end with it.
@@ -323,6 +342,7 @@ impl RedisStore {
             corrupt: AtomicU64::new(0),
             breaker: Breaker::new(),
             heartbeat_channel,
+            lease_waits: Arc::default(),
         });
         let (first_tx, first_rx) = tokio::sync::oneshot::channel();
         let tasks = vec![
@@ -722,6 +742,14 @@ impl Store for RedisStore {
     fn kind(&self) -> &'static str {
         "redis"
     }
+
+    fn leases(&self) -> Option<&dyn crate::store::Leases> {
+        self.handle
+            .shared
+            .options
+            .leases
+            .then_some(self as &dyn crate::store::Leases)
+    }
 }
 
 #[cfg(test)]
@@ -737,5 +765,10 @@ mod tests {
         assert_eq!(keys.tags, "{app}:tags");
         assert_eq!(keys.times, "{app}:tagtimes");
         assert_eq!(keys.channel, "app:invalidations");
+        assert_eq!(keys.lease_channel, "app:leases");
+        assert_eq!(
+            keys.lease(KeyHash(0xabc)),
+            format!("{{app:e:{:032x}}}:lease", 0xabc)
+        );
     }
 }

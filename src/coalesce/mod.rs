@@ -35,6 +35,7 @@
 //! time; past that, new ones are not remembered (those herds queue as
 //! before), so client input cannot grow the table.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +45,11 @@ use tokio::sync::watch;
 
 use crate::entry::{Entry, KeyHash};
 use crate::stamp::{micros, now_micros};
+use crate::store::LeaseEnd;
+
+mod lease;
+
+pub(crate) use lease::HeldLease;
 
 /// How long a key whose response could not be shared skips its flight.
 pub(crate) const PASS_FOR: Duration = Duration::from_secs(60);
@@ -89,6 +95,9 @@ pub(crate) struct Coalescer {
     flights: DashMap<KeyHash, Arc<Flight>>,
     /// Keys whose misses skip the flight, until the time (µs) given.
     passes: DashMap<KeyHash, u64>,
+    /// Leaders waiting for another instance's lease (see
+    /// [`crate::store::lease`]).
+    waiting_on_fleet: AtomicUsize,
 }
 
 pub(crate) enum Role {
@@ -109,6 +118,7 @@ impl Coalescer {
                     key,
                     flight,
                     reported: false,
+                    lease: None,
                 })
             }
         }
@@ -164,25 +174,65 @@ impl Coalescer {
         self.flights.len()
     }
 
-    /// Requests currently waiting on a flight of this table.
+    /// Requests currently waiting on a flight of this table, or on
+    /// another instance's lease.
     pub(crate) fn waiting(&self) -> usize {
-        self.flights
+        let on_flights: usize = self
+            .flights
             .iter()
             .map(|flight| flight.outcome.receiver_count())
-            .sum()
+            .sum();
+        on_flights + self.waiting_on_fleet.load(Ordering::Relaxed)
+    }
+
+    /// Counts a leader as waiting for another instance's lease until the
+    /// returned guard is dropped.
+    pub(crate) fn wait_on_fleet(&self) -> FleetWait<'_> {
+        self.waiting_on_fleet.fetch_add(1, Ordering::Relaxed);
+        FleetWait(&self.waiting_on_fleet)
+    }
+}
+
+/// A leader waiting for another instance's lease (see
+/// [`Coalescer::wait_on_fleet`]).
+pub(crate) struct FleetWait<'a>(&'a AtomicUsize);
+
+impl Drop for FleetWait<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// The leader's duty to report an outcome. Dropping it unreported reports
 /// `Abandoned`; dropping it after `share` takes the flight out of the table.
+///
+/// When the store is shared by several instances, the guard also carries
+/// the key's fleet-wide lease (if this instance holds it), and ends it the
+/// way the flight ends: released with the stored entry, as not shareable
+/// or passing, or abandoned.
 pub(crate) struct FlightGuard {
     coalescer: Arc<Coalescer>,
     key: KeyHash,
     flight: Arc<Flight>,
     reported: bool,
+    lease: Option<HeldLease>,
 }
 
 impl FlightGuard {
+    /// Gives the guard the key's fleet-wide lease to end with the flight.
+    pub(crate) fn hold(&mut self, lease: HeldLease) {
+        self.lease = Some(lease);
+    }
+
+    /// The lease, if it is held on `key`: the write that stores `key`
+    /// releases it (see [`HeldLease::put_releasing`]).
+    pub(crate) fn lease_for(&mut self, key: KeyHash) -> Option<HeldLease> {
+        match &self.lease {
+            Some(lease) if lease.key() == key => self.lease.take(),
+            _ => None,
+        }
+    }
+
     /// Hands the entry to the waiters. Keep the guard until the entry is in
     /// the store, then drop it.
     pub(crate) fn share(&mut self, entry: Arc<Entry>) {
@@ -199,6 +249,13 @@ impl FlightGuard {
         if lasting {
             self.coalescer.remember_pass(self.key);
         }
+        if let Some(lease) = self.lease.take() {
+            lease.end(if lasting {
+                LeaseEnd::Pass(PASS_FOR)
+            } else {
+                LeaseEnd::NotShareable
+            });
+        }
         self.coalescer.retire(self.key, &self.flight);
         self.flight
             .outcome
@@ -213,6 +270,14 @@ impl Drop for FlightGuard {
         self.coalescer.retire(self.key, &self.flight);
         if !self.reported {
             self.flight.outcome.send_replace(Some(FlightEnd::Abandoned));
+        }
+        // Shared, but the write that stores the key did not release the
+        // lease (the entry was not stored, or went under another key):
+        // waiters look again. Unreported: dropping it abandons it.
+        if let Some(lease) = self.lease.take() {
+            if self.reported {
+                lease.end(LeaseEnd::Filled);
+            }
         }
     }
 }
