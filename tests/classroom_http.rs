@@ -649,3 +649,64 @@ async fn the_example_over_redis_keeps_entries_across_restarts() {
     })
     .await;
 }
+
+/// Three example processes on one Redis (one with `--local-tier`) behind
+/// what a load balancer would send them (the same `Host`): a cold herd of
+/// 300 spread over them costs one origin call in all.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_herd_over_three_example_processes_makes_one_origin_call() {
+    let binary = example_binary().await;
+    backstop(async {
+        let Some(redis) = support::redis_server::RedisServer::start() else {
+            return;
+        };
+        let url = redis.url();
+        let mut processes = Vec::new();
+        let mut servers = Vec::new();
+        for extra in [&[][..], &[][..], &["--local-tier"][..]] {
+            let mut args = vec![
+                "--listen",
+                "127.0.0.1:0",
+                "--origin-delay-ms",
+                "200",
+                "--redis",
+                url.as_str(),
+            ];
+            args.extend_from_slice(extra);
+            let (process, addr) = start_example(&binary, &args).await;
+            processes.push(process);
+            servers.push(std::sync::Arc::new(Server::connect(addr)));
+        }
+        let path = "/api/teachers/4/sessions";
+        let mut herd = tokio::task::JoinSet::new();
+        for i in 0..300 {
+            let server = servers[i % 3].clone();
+            herd.spawn(async move {
+                let request = hyper::Request::get(format!("http://{}{path}", server.addr))
+                    .header(hyper::header::HOST, "classroom.example")
+                    .body(Default::default())
+                    .expect("valid request");
+                server.send_request(request).await
+            });
+        }
+        let mut bodies = Vec::new();
+        while let Some(reply) = within(
+            format!("{} of 300 requests never answered", herd.len()),
+            herd.join_next(),
+        )
+        .await
+        {
+            let reply = reply.expect("request task");
+            assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.cache_status());
+            bodies.push(reply.body);
+        }
+        assert!(bodies.iter().all(|b| *b == bodies[0]));
+        let mut calls = 0;
+        for server in &servers {
+            calls += server.origin_calls("session-list").await;
+        }
+        assert_eq!(calls, 1, "one origin call for three processes");
+    })
+    .await;
+}

@@ -152,6 +152,47 @@ async fn a_hit_costs_exactly_one_get() {
     .await;
 }
 
+/// A miss costs four round trips, as it did before leases: the lookup
+/// (`GET`), the leader's second look that also takes the key's lease, the
+/// fill stamp, and the script that stores the entry and releases the
+/// lease. Nobody waited, so nothing is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_costs_four_round_trips_and_publishes_nothing() {
+    backstop(async {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let store = redis_store(&server.url(), "misscmd").await;
+        let cache = Cache::new(store.clone());
+        let origin = Counter::default();
+        let app = items_app(&cache, origin.clone());
+        let before = server.command_calls();
+        let reply = get_reply(&app, "/items/7").await;
+        assert!(
+            reply.cache_status().contains("fwd=uri-miss"),
+            "{}",
+            reply.cache_status()
+        );
+        wait_for_hit(&app, "/items/7").await;
+        writes_answered(&store).await;
+        let after = server.command_calls();
+        assert_eq!(origin.get(), 1);
+        let delta = |name: &str| {
+            after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0)
+        };
+        // Scripts' own commands count in `INFO commandstats` too; a client
+        // sends scripts only as EVALSHA, and GET as the lookups.
+        assert_eq!(delta("evalsha"), 3, "lease, stamp, store-and-release");
+        assert_eq!(
+            delta("eval") + delta("script|load"),
+            0,
+            "the scripts were loaded ahead"
+        );
+        assert_eq!(delta("publish"), 0, "nobody waited: no message");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_expire_by_px_within_retention_and_max_entry_life() {
     backstop(async {

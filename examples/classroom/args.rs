@@ -6,11 +6,14 @@ use std::time::Duration;
 
 /// Usage text, printed for `--help` and after a bad flag.
 pub const USAGE: &str = "\
-usage: classroom [--listen ADDR] [--origin-delay-ms MS] [--redis URL]
+usage: classroom [--listen ADDR] [--origin-delay-ms MS] [--redis URL [--local-tier]]
 
   --listen ADDR          address to serve on (default 127.0.0.1:3000; port 0 picks a free one)
   --origin-delay-ms MS   how long every cached GET handler takes (default 20)
   --redis URL            store responses in Redis (also read from REDIS_URL)
+  --local-tier           with --redis: keep recent entries in this process too
+                         (hits without a round trip; other instances' writes
+                         reach it as fast as their invalidations do)
   -h, --help             print this help";
 
 /// The options.
@@ -22,6 +25,8 @@ pub struct Args {
     pub origin_delay: Duration,
     /// Redis URL, if responses should be stored there.
     pub redis: Option<String>,
+    /// Whether a local in-memory tier sits in front of Redis.
+    pub local_tier: bool,
 }
 
 /// What the command line asked for.
@@ -43,6 +48,7 @@ where
         listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
         origin_delay: Duration::from_millis(20),
         redis: None,
+        local_tier: false,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -77,6 +83,7 @@ where
                 parsed.origin_delay = Duration::from_millis(ms);
             }
             "--redis" => parsed.redis = Some(value()?),
+            "--local-tier" if inline.is_none() => parsed.local_tier = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }

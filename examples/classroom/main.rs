@@ -27,6 +27,7 @@ use args::{Args, Command};
 async fn build_cache(args: &Args) -> Result<Cache, String> {
     let builder = Cache::builder().cache_name("classroom");
     match &args.redis {
+        None if args.local_tier => Err("--local-tier needs --redis URL".to_owned()),
         None => Ok(builder.build()),
         #[cfg(feature = "redis")]
         Some(url) => {
@@ -37,6 +38,15 @@ async fn build_cache(args: &Args) -> Result<Cache, String> {
                 .build()
                 .await
                 .map_err(|e| format!("cannot use Redis at {url}: {e}"))?;
+            if args.local_tier {
+                // Hits from this process's memory; Redis stays the shared
+                // copy and the source of every invalidation.
+                eprintln!("classroom: caching in Redis at {url} (namespace `classroom`) behind a 32 MiB local tier");
+                let local = tagcache::MemoryStore::builder().max_bytes(32 << 20).build();
+                return Ok(builder
+                    .store(tagcache::TieredStore::new(local, store))
+                    .build());
+            }
             eprintln!("classroom: caching in Redis at {url} (namespace `classroom`)");
             Ok(builder.store(store).build())
         }

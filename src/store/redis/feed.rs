@@ -29,6 +29,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::oneshot;
 
 use super::conn::{map_error, unavailable};
+use super::lease;
 use super::scripts;
 use super::view::Field;
 use super::StoreState;
@@ -119,9 +120,17 @@ async fn session(
         }
     }
     check_settings(shared).await?;
-    if options.leases {
-        super::lease::preload(shared).await?;
-    }
+    scripts::preload(
+        shared,
+        &[
+            &scripts::FILL_STAMP,
+            &scripts::INVALIDATE,
+            &lease::ACQUIRE,
+            &lease::RENEW,
+            &lease::RELEASE,
+        ],
+    )
+    .await?;
     let client = &shared.pubsub_clients[node % shared.pubsub_clients.len()];
     let pubsub = tokio::time::timeout(options.connect_timeout, client.get_async_pubsub())
         .await

@@ -24,9 +24,10 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use redis::{Script, Value};
+use redis::Value;
 use tokio::sync::watch;
 
+use super::scripts::Sourced;
 use super::{codec, eager, retention_millis, RedisStore, StoreState};
 use crate::entry::{Entry, KeyHash};
 use crate::store::{
@@ -101,40 +102,12 @@ end
 return 1
 "#;
 
-/// A lease script and its source, which [`preload`] sends ahead.
-struct LeaseScript {
-    source: String,
-    script: Script,
-}
-
-impl LeaseScript {
-    fn new(body: &str) -> LeaseScript {
-        let source = format!("{STRING_AT}{body}");
-        let script = Script::new(&source);
-        LeaseScript { source, script }
-    }
-}
-
-static ACQUIRE: LazyLock<LeaseScript> = LazyLock::new(|| LeaseScript::new(ACQUIRE_BODY));
-static RENEW: LazyLock<LeaseScript> = LazyLock::new(|| LeaseScript::new(RENEW_BODY));
-static RELEASE: LazyLock<LeaseScript> = LazyLock::new(|| LeaseScript::new(RELEASE_BODY));
-
-/// Loads the lease scripts on every node (`SCRIPT LOAD` goes to all nodes
-/// of a cluster), when the feed (re)connects. A script a node does not
-/// know costs a second round trip on its first call (`NOSCRIPT`, then
-/// load and retry), and in that time a later command can overtake it: a
-/// release could reach Redis after the next instance's acquire, making it
-/// wait on a lease that is already over. Loaded ahead, commands reach Redis
-/// in the order they were made. (A node that forgets them, restarted or
-/// promoted, only reopens that window until the next resync.)
-pub(crate) async fn preload(shared: &StoreState) -> StoreResult<()> {
-    for lease_script in [&*ACQUIRE, &*RENEW, &*RELEASE] {
-        let mut cmd = redis::cmd("SCRIPT");
-        cmd.arg("LOAD").arg(&lease_script.source);
-        let _: Value = shared.call("script load", shared.conn.query(&cmd)).await?;
-    }
-    Ok(())
-}
+pub(crate) static ACQUIRE: LazyLock<Sourced> =
+    LazyLock::new(|| Sourced::new(format!("{STRING_AT}{ACQUIRE_BODY}")));
+pub(crate) static RENEW: LazyLock<Sourced> =
+    LazyLock::new(|| Sourced::new(format!("{STRING_AT}{RENEW_BODY}")));
+pub(crate) static RELEASE: LazyLock<Sourced> =
+    LazyLock::new(|| Sourced::new(format!("{STRING_AT}{RELEASE_BODY}")));
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis())
@@ -292,7 +265,7 @@ impl StoreState {
             LeaseEnd::Pass(time) => time,
             _ => Duration::ZERO,
         };
-        let mut invocation = RELEASE.script.key(self.keys.entry(key));
+        let mut invocation = RELEASE.key(self.keys.entry(key));
         invocation
             .key(self.keys.lease(key))
             .arg(token_arg(token))
@@ -324,7 +297,7 @@ impl Leases for RedisStore {
         eager(async move {
             let mut read_entry = read_entry;
             loop {
-                let mut invocation = ACQUIRE.script.key(shared.keys.entry(key));
+                let mut invocation = ACQUIRE.key(shared.keys.entry(key));
                 invocation
                     .key(shared.keys.lease(key))
                     .arg(token_arg(token))
@@ -353,7 +326,7 @@ impl Leases for RedisStore {
     fn renew(&self, key: KeyHash, token: LeaseToken, ttl: Duration) -> StoreFuture<bool> {
         let shared = self.shared();
         eager(async move {
-            let mut invocation = RENEW.script.key(shared.keys.lease(key));
+            let mut invocation = RENEW.key(shared.keys.lease(key));
             invocation.arg(token_arg(token)).arg(millis(ttl));
             let renewed: i64 = shared
                 .call("lease renew", shared.conn.script(&invocation))

@@ -32,7 +32,9 @@ use std::time::Duration;
 
 use redis::Script;
 
+use super::StoreState;
 use crate::stamp::{micros, now_micros, Stamp};
+use crate::store::StoreResult;
 
 /// How far a stamp may be ahead of a clock (the server's `TIME` in the
 /// scripts, this machine's when reading): one hour covers any sane clock
@@ -157,13 +159,34 @@ end
 return out
 "#;
 
+/// A script with its source, so that it can be loaded ahead ([`preload`]).
+pub(crate) struct Sourced {
+    source: String,
+    script: Script,
+}
+
+impl Sourced {
+    pub(crate) fn new(source: String) -> Sourced {
+        let script = Script::new(&source);
+        Sourced { source, script }
+    }
+}
+
+impl std::ops::Deref for Sourced {
+    type Target = Script;
+
+    fn deref(&self) -> &Script {
+        &self.script
+    }
+}
+
 /// The fill-stamp script.
-pub(crate) static FILL_STAMP: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{CLOCK}{FILL_STAMP_BODY}")));
+pub(crate) static FILL_STAMP: LazyLock<Sourced> =
+    LazyLock::new(|| Sourced::new(format!("{CLOCK}{FILL_STAMP_BODY}")));
 
 /// The invalidation script.
-pub(crate) static INVALIDATE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("#!lua flags=allow-oom\n{CLOCK}{INVALIDATE_BODY}")));
+pub(crate) static INVALIDATE: LazyLock<Sourced> =
+    LazyLock::new(|| Sourced::new(format!("#!lua flags=allow-oom\n{CLOCK}{INVALIDATE_BODY}")));
 
 /// The stamp-table repair script.
 pub(crate) static REPAIR: LazyLock<Script> = LazyLock::new(|| Script::new(REPAIR_FIELDS));
@@ -173,6 +196,24 @@ pub(crate) static HEARTBEAT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::
 
 /// The shared settings check.
 pub(crate) static SETTINGS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SETTINGS));
+
+/// Loads `scripts` on every node (`SCRIPT LOAD` goes to all nodes of a
+/// cluster); the feed does it each time it (re)connects, for the scripts
+/// requests run. A script a node does not know costs a second round trip
+/// on its first call (`NOSCRIPT`, then load and retry), and in that time a
+/// later command can overtake it: a lease's release could reach Redis after
+/// the next instance's acquire, which would then wait on a lease already
+/// over. Loaded ahead, a store's commands reach Redis in the order they
+/// were made. (A node that forgets them, restarted or promoted, reopens
+/// that window only until the next resync: a wait, never a wrong answer.)
+pub(crate) async fn preload(shared: &StoreState, scripts: &[&Sourced]) -> StoreResult<()> {
+    for script in scripts {
+        let mut cmd = redis::cmd("SCRIPT");
+        cmd.arg("LOAD").arg(&script.source);
+        let _: redis::Value = shared.call("script load", shared.conn.query(&cmd)).await?;
+    }
+    Ok(())
+}
 
 /// [`MAX_AHEAD`] as the scripts take it.
 pub(crate) fn max_ahead_arg() -> u64 {
