@@ -188,9 +188,8 @@ async fn main() -> Result<(), String> {
         }
     }
     let after = redis_info(&client)?;
-    let delta = |name: &str| {
-        after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0)
-    };
+    let delta =
+        |name: &str| after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0);
     holder_side.sort();
     other_side.sort();
     let rounds = options.rounds as f64;
@@ -201,7 +200,11 @@ async fn main() -> Result<(), String> {
         options.rounds,
         options.origin.as_millis(),
         options.leases,
-        if options.notify { "notified" } else { "polling" },
+        if options.notify {
+            "notified"
+        } else {
+            "polling"
+        },
     );
     println!(
         "  origin calls per herd: {:.2}",

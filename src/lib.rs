@@ -44,7 +44,10 @@
 //! * **One origin call per key** under a herd: concurrent misses wait for
 //!   the first one's response (bounded by a timeout), unless it turns out
 //!   not shareable, in which case each calls the origin itself. A cancelled
-//!   or panicking leader hands over to one of its waiters.
+//!   or panicking leader hands over to one of its waiters. With a store
+//!   shared by several instances (Redis), this holds for the whole fleet:
+//!   the first instance to miss takes a lease on the key, the others wait
+//!   for it and read its entry (see [`store::lease`]).
 //! * **Fail-open**: a store error never fails a request; it is served from
 //!   the origin, and counted.
 //!
@@ -58,8 +61,12 @@
 //!   while its subscription is down it treats every entry as a miss rather
 //!   than risk a stale hit. A [`TieredStore`]'s local copies follow the same
 //!   rule.
-//! * Coalescing is per instance: N instances may make up to N origin calls
-//!   for one cold key.
+//! * Coalescing across instances needs Redis to answer: while it is down
+//!   (or its circuit breaker is open) each instance coalesces only its own
+//!   requests, and a response that cannot be stored is not shared even
+//!   there, so each waiter calls the origin itself. A lease lost without a
+//!   release (its holder's process died) keeps the other instances waiting
+//!   until it expires: half the route's `coalesce_timeout`.
 //! * Waiters wait at most the route's `coalesce_timeout`; past it they call
 //!   the origin themselves.
 //! * Entries live at most the store's `max_entry_life` after their fill

@@ -15,6 +15,10 @@
 //! * while the remote store cannot vouch for its view (the Redis feed is
 //!   down), it reports every entry invalid, local ones included.
 //!
+//! * one origin call per key across instances comes from the remote
+//!   store's leases (see [`crate::store::lease`]); the entry a lease's
+//!   holder stores lands in its local tier too.
+//!
 //! A local entry that is no longer fresh is looked up in the remote store
 //! again before it is used (another instance may have refilled the key);
 //! if the remote has nothing, the local copy still serves stale-while-
