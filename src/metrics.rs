@@ -6,10 +6,12 @@
 //!
 //! Metric names:
 //! `tagcache_hits_total`, `tagcache_misses_total`, `tagcache_stale_total`,
-//! `tagcache_collapsed_total`, `tagcache_passes_total`, `tagcache_bypass_total{reason}`,
+//! `tagcache_collapsed_total`, `tagcache_passes_total`, `tagcache_lease_waits_total`,
+//! `tagcache_lease_takeovers_total`, `tagcache_bypass_total{reason}`,
 //! `tagcache_not_stored_total{reason}`, `tagcache_invalidations_total`,
 //! `tagcache_store_errors_total{op}` and the histogram
-//! `tagcache_store_seconds{op}`; every one carries `route`. The Redis store
+//! `tagcache_store_seconds{op}` (`op` is `get`, `put`, `stamp`, `invalidate`
+//! or `lease`); every one carries `route`. The Redis store
 //! adds `tagcache_redis_corrupt_entries_total` (stored values that did not
 //! decode and were treated as misses).
 
