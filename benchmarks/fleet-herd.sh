@@ -28,3 +28,7 @@ for instances in 1 2 4; do
     "$HERD" --redis "redis://127.0.0.1:$PORT" --instances "$instances" --rounds "$ROUNDS"
 done
 "$HERD" --redis "redis://127.0.0.1:$PORT" --instances 4 --rounds "$ROUNDS" --poll
+# A key whose response is too large to store: the first herd learns it, the
+# later ones pass (one instance, then four: the pass is fleet-wide).
+"$HERD" --redis "redis://127.0.0.1:$PORT" --instances 1 --herd 50 --origin-ms 20 --rounds "$ROUNDS" --too-large
+"$HERD" --redis "redis://127.0.0.1:$PORT" --instances 4 --herd 50 --origin-ms 20 --rounds "$ROUNDS" --too-large
