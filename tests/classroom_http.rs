@@ -473,6 +473,24 @@ async fn bad_input_gets_a_json_4xx_and_is_never_cached() {
     .await;
 }
 
+/// Waits for every request of `herd` (`n` of them): each must answer 200,
+/// all with the same body.
+async fn all_the_same(mut herd: tokio::task::JoinSet<support::harness::Reply>, n: usize) {
+    let mut bodies = Vec::new();
+    while let Some(reply) = within(
+        format!("{} of {n} requests never answered", herd.len()),
+        herd.join_next(),
+    )
+    .await
+    {
+        let reply = reply.expect("request task");
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.cache_status());
+        bodies.push(reply.body);
+    }
+    assert_eq!(bodies.len(), n);
+    assert!(bodies.iter().all(|b| *b == bodies[0]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_herd_makes_one_origin_call() {
     backstop(async {
@@ -485,19 +503,7 @@ async fn a_cold_herd_makes_one_origin_call() {
             let server = server.clone();
             herd.spawn(async move { server.get_as("/api/dashboard/admin", "admin").await });
         }
-        let mut bodies = Vec::new();
-        while let Some(reply) = within(
-            format!("{} of 200 requests never answered", herd.len()),
-            herd.join_next(),
-        )
-        .await
-        {
-            let reply = reply.expect("request task");
-            assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.cache_status());
-            bodies.push(reply.body);
-        }
-        assert_eq!(bodies.len(), 200);
-        assert!(bodies.iter().all(|b| *b == bodies[0]));
+        all_the_same(herd, 200).await;
         assert_eq!(server.origin_calls("admin-dashboard").await, before + 1);
     })
     .await;
@@ -690,18 +696,7 @@ async fn a_herd_over_three_example_processes_makes_one_origin_call() {
                 server.send_request(request).await
             });
         }
-        let mut bodies = Vec::new();
-        while let Some(reply) = within(
-            format!("{} of 300 requests never answered", herd.len()),
-            herd.join_next(),
-        )
-        .await
-        {
-            let reply = reply.expect("request task");
-            assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.cache_status());
-            bodies.push(reply.body);
-        }
-        assert!(bodies.iter().all(|b| *b == bodies[0]));
+        all_the_same(herd, 300).await;
         let mut calls = 0;
         for server in &servers {
             calls += server.origin_calls("session-list").await;
