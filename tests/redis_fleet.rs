@@ -108,7 +108,9 @@ async fn cluster_stores(cluster: &RedisCluster, ns: &str, n: usize) -> Vec<Redis
 
 /// 300 cold requests, 100 on each of three instances: one origin call,
 /// and every request answered with its response.
-async fn a_herd_makes_one_origin_call(stores: Vec<RedisStore>) {
+/// `server`, when given, is the one Redis: while the herd waits it must
+/// receive no command at all (waiters are woken, they do not poll).
+async fn a_herd_makes_one_origin_call(stores: Vec<RedisStore>, server: Option<&RedisServer>) {
     let fleet = Fleet::new(stores, body);
     let first = spawn_get(&fleet.apps[0], "/r");
     fleet.gate.arrived(1).await;
@@ -122,6 +124,12 @@ async fn a_herd_makes_one_origin_call(stores: Vec<RedisStore>) {
     // instance one request waits on the lease and 99 on its flight.
     fleet.until_waiting(300).await;
     assert_eq!(fleet.stat(|s| s.lease_waits), 2);
+    if let Some(server) = server {
+        let scripts = || server.command_calls().get("evalsha").copied();
+        let before = scripts();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(scripts(), before, "the waiters asked Redis while waiting");
+    }
     fleet.gate.open();
     assert_eq!(first.await.unwrap().text(), "v0 call1");
     for reply in herd {
@@ -143,7 +151,8 @@ async fn a_herd_over_three_instances_makes_one_origin_call() {
         let Some(server) = RedisServer::start() else {
             return;
         };
-        a_herd_makes_one_origin_call(redis_stores(&server, "herd", 3).await).await;
+        let stores = redis_stores(&server, "herd", 3).await;
+        a_herd_makes_one_origin_call(stores, Some(&server)).await;
     })
     .await;
 }
@@ -154,7 +163,7 @@ async fn a_herd_over_three_instances_on_a_cluster_makes_one_origin_call() {
         let Some(cluster) = RedisCluster::start() else {
             return;
         };
-        a_herd_makes_one_origin_call(cluster_stores(&cluster, "herd", 3).await).await;
+        a_herd_makes_one_origin_call(cluster_stores(&cluster, "herd", 3).await, None).await;
     })
     .await;
 }
@@ -364,6 +373,98 @@ async fn an_invalidation_during_the_flight_reaches_no_waiter() {
             assert_eq!(reply.await.unwrap().text(), "v1 call2");
         }
         assert_eq!(fleet.calls.get(), 2);
+    })
+    .await;
+}
+
+/// The lease contract, straight on the stores of two instances: one holder
+/// at a time; only the holder's token renews or releases it; a waiter is
+/// woken by the release; a pass makes the key pass for everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_holder_renews_or_releases_a_lease() {
+    use tagcache::store::{Acquired, LeaseEnd, LeaseToken, Leases};
+    use tagcache::KeyHash;
+    backstop(async {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let stores = redis_stores(&server, "contract", 2).await;
+        let (a, b): (&dyn Leases, &dyn Leases) = (&stores[0], &stores[1]);
+        let (key, ttl) = (KeyHash(42), Duration::from_secs(60));
+        let (mine, theirs) = (LeaseToken::fresh(), LeaseToken::fresh());
+        assert!(matches!(
+            a.acquire(key, mine, ttl, true).await.unwrap(),
+            Acquired::Taken
+        ));
+        assert!(matches!(
+            b.acquire(key, theirs, ttl, true).await.unwrap(),
+            Acquired::Held { .. }
+        ));
+        // The other token can neither renew nor release it.
+        assert!(!b.renew(key, theirs, ttl).await.unwrap());
+        b.release(key, theirs, LeaseEnd::Filled, None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            b.acquire(key, theirs, ttl, true).await.unwrap(),
+            Acquired::Held { .. }
+        ));
+        assert!(a.renew(key, mine, ttl).await.unwrap());
+        // B waits; A's release wakes it with how the lease ended.
+        let woken = b.ended(key).expect("Redis notifies");
+        assert!(matches!(
+            b.acquire(key, theirs, ttl, true).await.unwrap(),
+            Acquired::Held { .. }
+        ));
+        a.release(key, mine, LeaseEnd::Pass(ttl), None)
+            .await
+            .unwrap();
+        let heard = tokio::time::timeout(Duration::from_secs(30), woken)
+            .await
+            .expect("the waiter heard the release");
+        assert_eq!(heard, LeaseEnd::Pass(Duration::ZERO));
+        // A pass is nobody's lease: it cannot be renewed, and everyone
+        // goes to the origin until it ends.
+        assert!(!a.renew(key, mine, ttl).await.unwrap());
+        assert!(matches!(
+            b.acquire(key, theirs, ttl, false).await.unwrap(),
+            Acquired::Passing { .. }
+        ));
+    })
+    .await;
+}
+
+fn varying(_: usize, body: String) -> Response {
+    ([(http::header::VARY, "accept-language")], body).into_response()
+}
+
+/// The key turns out to vary while the herd waits: the holder stores the
+/// variant and the key's index, and the waiters on the other instance
+/// follow the index to the variant instead of calling the origin again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_on_a_key_that_turns_out_to_vary_follow_its_index() {
+    use support::harness::{get_with, send};
+    backstop(async {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let fleet = Fleet::new(redis_stores(&server, "varying", 2).await, varying);
+        let ask = |app: &Router| {
+            let app = app.clone();
+            support::deadline::spawn("GET /r in French never answered", async move {
+                send(&app, get_with("/r", &[("accept-language", "fr")])).await
+            })
+        };
+        let holder = ask(&fleet.apps[0]);
+        fleet.gate.arrived(1).await;
+        let herd: Vec<_> = (0..10).map(|_| ask(&fleet.apps[1])).collect();
+        fleet.until_waiting(10).await;
+        fleet.gate.open();
+        assert_eq!(holder.await.unwrap().text(), "v0 call1");
+        for reply in herd {
+            assert_eq!(reply.await.unwrap().text(), "v0 call1");
+        }
+        assert_eq!(fleet.calls.get(), 1);
     })
     .await;
 }

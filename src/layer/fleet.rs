@@ -49,6 +49,18 @@ pub(crate) fn lease_ttl(coalesce_timeout: Duration) -> Duration {
     (coalesce_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(30))
 }
 
+/// How long to wait for a lease that expires in `expires_in`, so that it
+/// has certainly expired when the waiter asks again.
+fn past_expiry(expires_in: Duration) -> Duration {
+    expires_in + EXPIRY_SLACK
+}
+
+/// The pause after `poll` when polling a store that cannot notify: twice
+/// as long, up to [`MAX_POLL`].
+fn next_poll(poll: Duration) -> Duration {
+    (poll * 2).min(MAX_POLL)
+}
+
 /// The request leading a key's flight on this instance, as the fleet sees
 /// it: only what a lookup reads (all of it `Sync`, so the futures here stay
 /// `Send` whatever the inner service and request body are).
@@ -148,14 +160,14 @@ impl Leader<'_> {
                 self.route.metrics.lease_wait();
             }
             let _waiting = self.route.cache.coalescer().wait_on_fleet();
-            let until_expiry = expires_in + EXPIRY_SLACK;
+            let until_expiry = past_expiry(expires_in);
             let heard = match ended {
                 Some(ended) => tokio::time::timeout(until_expiry.min(left), ended)
                     .await
                     .ok(),
                 None => {
                     tokio::time::sleep(poll.min(until_expiry).min(left)).await;
-                    poll = (poll * 2).min(MAX_POLL);
+                    poll = next_poll(poll);
                     None
                 }
             };
@@ -216,5 +228,12 @@ mod tests {
             Duration::from_millis(100)
         );
         assert_eq!(lease_ttl(Duration::from_secs(600)), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn polls_back_off_to_a_ceiling() {
+        assert_eq!(next_poll(FIRST_POLL), Duration::from_millis(4));
+        assert_eq!(next_poll(Duration::from_millis(48)), MAX_POLL);
+        assert_eq!(next_poll(MAX_POLL), MAX_POLL);
     }
 }
