@@ -63,8 +63,8 @@
 //!   rule.
 //! * Coalescing across instances needs Redis to answer: while it is down
 //!   (or its circuit breaker is open) each instance coalesces only its own
-//!   requests, and a response that cannot be stored is not shared even
-//!   there, so each waiter calls the origin itself. A lease lost without a
+//!   requests, sharing the leader's response (which cannot be stored) with
+//!   its waiters unless something was invalidated meanwhile. A lease lost without a
 //!   release (its holder's process died) keeps the other instances waiting
 //!   until it expires: half the route's `coalesce_timeout`.
 //! * Waiters wait at most the route's `coalesce_timeout`; past it they call

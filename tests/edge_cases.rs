@@ -236,12 +236,17 @@ async fn invalidation_survives_client_disconnect() {
 /// it had been stored `age` earlier (so `Age` can be checked on old entries
 /// without waiting); unless it `vouches`, it counts every entry as invalid
 /// (as a Redis store does while its feed resyncs); unless `readable`, every
-/// lookup fails as a store that is down would.
+/// lookup fails as a store that is down would; unless it `stamps`, it
+/// cannot give fill stamps. With a `generation`, it counts the
+/// invalidations it takes there and reports them as its invalidation
+/// generation.
 struct FakeStore {
     inner: Arc<tagcache::MemoryStore>,
     age: Duration,
     vouches: bool,
     readable: bool,
+    stamps: bool,
+    generation: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl FakeStore {
@@ -251,17 +256,20 @@ impl FakeStore {
             age: Duration::ZERO,
             vouches: true,
             readable: true,
+            stamps: true,
+            generation: None,
         }
+    }
+
+    fn down() -> tagcache::StoreError {
+        tagcache::StoreError::new(tagcache::StoreErrorKind::Unavailable, "down")
     }
 }
 
 impl tagcache::Store for FakeStore {
     fn get(&self, key: tagcache::KeyHash) -> tagcache::StoreFuture<Option<Arc<tagcache::Entry>>> {
         if !self.readable {
-            return tagcache::StoreFuture::ready(Err(tagcache::StoreError::new(
-                tagcache::StoreErrorKind::Unavailable,
-                "down",
-            )));
+            return tagcache::StoreFuture::ready(Err(FakeStore::down()));
         }
         let age = self.age.as_micros() as u64;
         let aged = |found: Option<Arc<tagcache::Entry>>| {
@@ -287,14 +295,25 @@ impl tagcache::Store for FakeStore {
         self.inner.remove(key)
     }
     fn fill_stamp(&self) -> tagcache::StoreFuture<tagcache::Stamp> {
-        self.inner.fill_stamp()
+        match self.stamps {
+            true => self.inner.fill_stamp(),
+            false => tagcache::StoreFuture::ready(Err(FakeStore::down())),
+        }
     }
     fn invalidate(
         &self,
         tags: &[tagcache::Tag],
         mode: tagcache::InvalidationMode,
     ) -> tagcache::StoreFuture<tagcache::Stamp> {
-        self.inner.invalidate(tags, mode)
+        let taken = self.inner.invalidate(tags, mode);
+        if let Some(generation) = &self.generation {
+            generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        taken
+    }
+    fn invalidation_generation(&self) -> Option<u64> {
+        let generation = self.generation.as_ref()?;
+        Some(generation.load(std::sync::atomic::Ordering::SeqCst))
     }
     fn invalidate_all(&self) -> tagcache::StoreFuture<tagcache::Stamp> {
         self.inner.invalidate_all()
@@ -449,4 +468,96 @@ async fn store_failures_are_logged_about_once_a_second() {
         (1..=2).contains(&logged),
         "{logged} warnings for 10 failures"
     );
+}
+
+/// A herd on a store that cannot give fill stamps (down): `n` requests, the
+/// first held in the origin until the others wait on its flight; with
+/// `invalidate`, tag `t` is invalidated meanwhile. Returns the replies,
+/// the leader's first, and the origin calls.
+async fn herd_without_stamps(store: FakeStore, n: usize, invalidate: bool) -> (Vec<Reply>, usize) {
+    use support::apps::{gated, Db, GateCalls};
+    let cache = Cache::new(store);
+    let (gate, calls, db) = (Gate::default(), Counter::default(), Db::default());
+    let app = gated(
+        &cache,
+        |l| l.coalesce_timeout(Duration::from_secs(600)),
+        db.clone(),
+        gate.clone(),
+        calls.clone(),
+        GateCalls::FirstOnly,
+    );
+    let leader = harness::spawn_get(&app, "/r");
+    gate.arrived(1).await;
+    let waiters: Vec<_> = (1..n).map(|_| harness::spawn_get(&app, "/r")).collect();
+    harness::until_waiting(&cache, n - 1).await;
+    if invalidate {
+        db.write(1);
+        // The store cannot take it either, but counts it.
+        let _ = cache.invalidate(["t"]).await;
+    }
+    gate.open();
+    let mut replies = vec![leader.await.unwrap()];
+    for waiter in waiters {
+        replies.push(waiter.await.unwrap());
+    }
+    (replies, calls.get())
+}
+
+fn without_stamps(generation: bool) -> FakeStore {
+    FakeStore {
+        stamps: false,
+        generation: generation.then(Arc::default),
+        ..FakeStore::working()
+    }
+}
+
+/// The store is down: the leader's response cannot be stored, but its
+/// waiters take it (one origin call for the herd), and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_herd_shares_a_response_the_store_could_not_stamp() {
+    backstop(async {
+        let (replies, calls) = herd_without_stamps(without_stamps(true), 10, false).await;
+        assert_eq!(calls, 1);
+        assert!(
+            replies[0].cache_status().contains("detail=store-error"),
+            "{}",
+            replies[0].cache_status()
+        );
+        for reply in &replies[1..] {
+            assert_eq!(reply.text(), "v0 call1");
+            assert!(
+                reply.cache_status().contains("collapsed"),
+                "{}",
+                reply.cache_status()
+            );
+        }
+    })
+    .await;
+}
+
+/// An invalidation while the leader's origin call runs: its unstored
+/// response reaches none of the waiters, who each ask the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_keeps_an_unstamped_response_from_the_waiters() {
+    backstop(async {
+        let (replies, calls) = herd_without_stamps(without_stamps(true), 5, true).await;
+        assert_eq!(calls, 5);
+        assert_eq!(replies[0].text(), "v0 call1");
+        for reply in &replies[1..] {
+            assert!(reply.text().starts_with("v1 call"), "{}", reply.text());
+        }
+    })
+    .await;
+}
+
+/// A store that cannot tell whether anything was invalidated: an unstored
+/// response is never shared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_without_a_generation_never_shares_unstamped_responses() {
+    backstop(async {
+        let (replies, calls) = herd_without_stamps(without_stamps(false), 5, false).await;
+        assert_eq!(calls, 5);
+        assert_eq!(replies[0].text(), "v0 call1");
+    })
+    .await;
 }

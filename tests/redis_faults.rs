@@ -813,3 +813,46 @@ async fn an_invalidation_whose_caller_gave_up_is_still_sent() {
     })
     .await;
 }
+
+/// Redis down (the breaker open): each instance falls back to coalescing
+/// its own requests, and the leader's response, which cannot be stored,
+/// still answers its waiters: one origin call for the herd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_a_herd_on_one_instance_makes_one_origin_call() {
+    use support::apps::{gated, Db, GateCalls};
+    use support::harness::{spawn_get, until_waiting, Counter, Gate};
+    backstop(async {
+        let Some(mut server) = RedisServer::start() else {
+            return;
+        };
+        let store = redis_store(&server.url(), "downherd").await;
+        let cache = Cache::new(store.clone());
+        let (gate, calls) = (Gate::default(), Counter::default());
+        let app = gated(
+            &cache,
+            |l| l.coalesce_timeout(Duration::from_secs(600)),
+            Db::default(),
+            gate.clone(),
+            calls.clone(),
+            GateCalls::FirstOnly,
+        );
+        server.stop();
+        // The feed's failing calls trip the breaker.
+        let store_ref = &store;
+        eventually("the breaker opened", || async move {
+            store_ref.is_breaker_open()
+        })
+        .await;
+        let leader = spawn_get(&app, "/r");
+        gate.arrived(1).await;
+        let waiters: Vec<_> = (0..9).map(|_| spawn_get(&app, "/r")).collect();
+        until_waiting(&cache, 9).await;
+        gate.open();
+        assert_eq!(leader.await.unwrap().text(), "v0 call1");
+        for waiter in waiters {
+            assert_eq!(waiter.await.unwrap().text(), "v0 call1");
+        }
+        assert_eq!(calls.get(), 1);
+    })
+    .await;
+}

@@ -10,6 +10,14 @@
 //! * `NotShareable`: the response must not be handed to anyone else
 //!   (private, `Set-Cookie`, a status not stored, too large...): each waiter
 //!   calls the origin itself, like Varnish's hit-for-miss.
+//! * `Unstored(entry, generation)`: the response was storable but the store
+//!   could not give it a fill stamp (it is down). It is not stored, and
+//!   without a fill stamp the tag stamps cannot judge it; so waiters take
+//!   it only if the store's [invalidation generation](crate::store::Store::invalidation_generation)
+//!   is still the one the leader saw before calling the origin: nothing
+//!   known here was invalidated since. Otherwise they call the origin.
+//!   Such a flight leaves the table at once: requests arriving after the
+//!   response lead a flight of their own.
 //! * `Abandoned`: the leader was cancelled, panicked, or its body failed.
 //!   Reported from `Drop`, so it cannot be forgotten; waiters race to lead
 //!   anew and exactly one wins.
@@ -61,6 +69,7 @@ pub(crate) const MAX_PASSES: usize = 10_000;
 #[derive(Clone, Debug)]
 pub(crate) enum FlightEnd {
     Shared(Arc<Entry>),
+    Unstored { entry: Arc<Entry>, generation: u64 },
     NotShareable,
     Abandoned,
 }
@@ -240,6 +249,17 @@ impl FlightGuard {
         self.flight
             .outcome
             .send_replace(Some(FlightEnd::Shared(entry)));
+    }
+
+    /// Hands the waiters a response that could not be stored, valid for
+    /// them while the store's invalidation generation is `generation`
+    /// (see the module docs), and ends the flight.
+    pub(crate) fn share_unstored(mut self, entry: Arc<Entry>, generation: u64) {
+        self.reported = true;
+        self.coalescer.retire(self.key, &self.flight);
+        self.flight
+            .outcome
+            .send_replace(Some(FlightEnd::Unstored { entry, generation }));
     }
 
     /// Tells the waiters to call the origin themselves; with `lasting`,

@@ -16,7 +16,7 @@ use super::body::CacheBody;
 use super::fleet::Leader;
 use super::lookup::Step;
 use super::outcome::{Outcome, StaleCause, Storing};
-use super::record::{IndexAt, Recorder};
+use super::record::{IndexAt, Keep, Recorder};
 use super::respond;
 use super::route::CacheRoute;
 use crate::coalesce::FlightGuard;
@@ -140,6 +140,13 @@ where
         } = self;
         route.metrics.miss();
         let fill_stamp = take_stamp(&route).await;
+        // Without a fill stamp nothing is stored; the response may still go
+        // to this flight's waiters if nothing is invalidated meanwhile (see
+        // `crate::coalesce`): what the store knows, before the origin call.
+        let unstored = match (&fill_stamp, &guard) {
+            (None, Some(_)) => route.cache.store().invalidation_generation(),
+            _ => None,
+        };
         let request_head = copy_head(&parts);
         parts.extensions.insert(route.cache.clone());
         let result = inner.call(Request::from_parts(parts, body)).await;
@@ -164,9 +171,11 @@ where
         }
         let (head, body) = result?.into_parts();
 
-        let decided = match fill_stamp {
-            None => Err(Storing::StoreDown),
-            Some(stamp) => decide(&route, no_store, &head, &body).map(|d| (stamp, d)),
+        let decided = match (fill_stamp, unstored) {
+            (Some(stamp), _) => decide(&route, no_store, &head, &body).map(|d| (stamp, d)),
+            // Never stored nor judged by the stamps: any stamp will do.
+            (None, Some(_)) => decide(&route, no_store, &head, &body).map(|d| (Stamp(0), d)),
+            (None, None) => Err(Storing::StoreDown),
         };
         let (fill_stamp, (freshness, vary)) = match decided {
             Ok(decided) => decided,
@@ -198,6 +207,7 @@ where
         let max = route.options.rules.max_body_bytes;
         let exact = body.size_hint().exact();
         let storing = match exact {
+            _ if unstored.is_some() => Storing::StoreDown,
             Some(len) if len <= max as u64 && route.validity(&template) != Validity::Invalid => {
                 Storing::Yes
             }
@@ -209,7 +219,11 @@ where
         // so the recorder must finish on the count, not on end-of-stream.
         let expected = exact.or_else(|| storable::content_length(&head.headers));
         tracing::debug!(route = %route.name, ?kind, "tagcache filling from origin");
-        let recorder = Recorder::new(route, put_hash, template, index, guard, expected);
+        let keep = match unstored {
+            Some(generation) => Keep::ShareOnly { generation },
+            None => Keep::Store,
+        };
+        let recorder = Recorder::new(route, put_hash, template, index, guard, keep, expected);
         Ok(respond::with_status(
             Response::from_parts(head, CacheBody::recording(body, recorder)),
             status,

@@ -87,6 +87,17 @@ where
                     Verdict::Miss(_) => return forward.fill(None).await,
                 }
             }
+            // Not stored (the store is down), but the leader's response
+            // is this request's if nothing was invalidated since its origin
+            // call began.
+            Ok(FlightEnd::Unstored { entry, generation }) => {
+                if route.takes_unstored(&entry, generation, &forward.selector()) {
+                    let now = now_micros();
+                    let status = Outcome::Collapsed(forward.kind).report(&route);
+                    return Ok(forward.answer(&entry, false, now, status));
+                }
+                return forward.fill(None).await;
+            }
             // Not shareable: each waiter asks the origin itself.
             Ok(FlightEnd::NotShareable) => return forward.fill(None).await,
             // The wait ran out: stop others queueing behind the stuck flight,

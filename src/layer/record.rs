@@ -25,6 +25,16 @@ pub(crate) struct IndexAt {
     pub(crate) names: Box<[HeaderName]>,
 }
 
+/// What becomes of the entry when the body ends.
+pub(crate) enum Keep {
+    /// Stored, and shared with the flight's waiters.
+    Store,
+    /// Only shared with the flight's waiters, valid for them while the
+    /// store's invalidation generation is still `generation` (the store
+    /// could not give a fill stamp: see [`crate::coalesce`]).
+    ShareOnly { generation: u64 },
+}
+
 pub(crate) struct Recorder {
     /// The body's chunks as they went by (reference counts, not copies);
     /// copied once, into one allocation of the body's exact size, when the
@@ -39,6 +49,7 @@ pub(crate) struct Recorder {
     /// The key's variant index to store too, when the response varies.
     index: Option<IndexAt>,
     guard: Option<FlightGuard>,
+    keep: Keep,
 }
 
 impl Recorder {
@@ -51,6 +62,7 @@ impl Recorder {
         template: Entry,
         index: Option<IndexAt>,
         guard: Option<FlightGuard>,
+        keep: Keep,
         expected: Option<u64>,
     ) -> Self {
         Recorder {
@@ -62,6 +74,7 @@ impl Recorder {
             template,
             index,
             guard,
+            keep,
         }
     }
 
@@ -101,6 +114,7 @@ impl Recorder {
             mut template,
             index,
             mut guard,
+            keep,
             expected: _,
         } = self;
         let mut body = Vec::with_capacity(len);
@@ -120,6 +134,12 @@ impl Recorder {
         }
         template.stored_at_micros = now_micros();
         let entry = Arc::new(template);
+        if let Keep::ShareOnly { generation } = keep {
+            if let Some(guard) = guard {
+                guard.share_unstored(entry, generation);
+            }
+            return;
+        }
         if route.validity(&entry) == Validity::Invalid {
             // Invalidated while the origin was answering: never stored. The
             // waiters still get it and, finding it invalid, start afresh.

@@ -156,6 +156,21 @@ impl CacheRoute {
         )
     }
 
+    /// Whether a waiter may answer from `entry`, a response its flight's
+    /// leader could not store (no fill stamp, so the tag stamps cannot
+    /// judge it): only if it is for this request (key, identity, `Vary`)
+    /// and nothing known here was invalidated since the leader's origin
+    /// call began (the store's invalidation generation is unchanged).
+    pub(crate) fn takes_unstored(
+        &self,
+        entry: &Entry,
+        generation: u64,
+        selector: &Selector<'_>,
+    ) -> bool {
+        selector.selects(entry).is_ok()
+            && self.cache.store().invalidation_generation() == Some(generation)
+    }
+
     /// What the tag stamps say of `entry` now.
     pub(crate) fn validity(&self, entry: &Entry) -> Validity {
         self.cache.store().validity(entry)

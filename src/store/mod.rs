@@ -168,6 +168,17 @@ pub trait Store: Send + Sync + 'static {
     /// A short name for logs and metrics (`memory`, `redis`).
     fn kind(&self) -> &'static str;
 
+    /// A number that changes whenever what this instance knows of
+    /// invalidations may have changed (one applied here or heard from
+    /// another instance, a resync). It lets a response that could not be
+    /// stored (the store failed to give a fill stamp) still be shared with
+    /// the requests waiting for it, as long as it did not change while the
+    /// origin answered. `None`, the default: the store cannot tell, and
+    /// such responses are not shared.
+    fn invalidation_generation(&self) -> Option<u64> {
+        None
+    }
+
     /// Leases for one origin call per key across every instance sharing
     /// this store (see [`lease`]). `None`, the default, for a store local
     /// to one process, where the in-process coalescing is enough.

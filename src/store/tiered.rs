@@ -160,6 +160,10 @@ impl<R: Store> Store for TieredStore<R> {
         "tiered"
     }
 
+    fn invalidation_generation(&self) -> Option<u64> {
+        self.remote.invalidation_generation()
+    }
+
     fn leases(&self) -> Option<&dyn Leases> {
         // Leases are the remote's; this tier only keeps a local copy of
         // what a lease's holder stores.

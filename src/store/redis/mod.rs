@@ -649,6 +649,7 @@ impl StoreState {
             Ok(stamp) => Ok(stamp),
             Err(error) => {
                 self.view.pending.push(queued);
+                self.view.changed();
                 Err(StoreError::new(
                     error.kind(),
                     format!("{error}; queued: this instance counts the invalidation at once, and it is sent to Redis as soon as Redis takes it"),
@@ -741,6 +742,10 @@ impl Store for RedisStore {
 
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    fn invalidation_generation(&self) -> Option<u64> {
+        Some(self.handle.shared.view.generation())
     }
 
     fn leases(&self) -> Option<&dyn crate::store::Leases> {

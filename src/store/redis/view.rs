@@ -16,7 +16,7 @@
 //! *now* (it fails closed for its tag, and is repaired in Redis); a message
 //! out of range is refused, which makes the feed reload the table.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::pending::Pending;
@@ -30,6 +30,9 @@ pub(crate) struct View {
     synced: AtomicBool,
     /// Invalidations Redis has not confirmed yet.
     pub(crate) pending: Pending,
+    /// Bumped on every change to what the view knows (see
+    /// [`Store::invalidation_generation`](crate::store::Store::invalidation_generation)).
+    generation: AtomicU64,
 }
 
 /// What a table field turned out to be.
@@ -47,6 +50,7 @@ impl View {
             board: TagBoard::new(max_entry_life, max_tags),
             synced: AtomicBool::new(false),
             pending: Pending::default(),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -56,6 +60,18 @@ impl View {
 
     pub(crate) fn set_synced(&self, synced: bool) {
         self.synced.store(synced, Ordering::Release);
+        self.changed();
+    }
+
+    /// Something the view knows may have changed: an invalidation applied
+    /// or queued, the feed lost or back. Bumped after the change, so a
+    /// reader that sees the old number read before it.
+    pub(crate) fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub(crate) fn tag_stamp_count(&self) -> usize {
@@ -86,10 +102,12 @@ impl View {
 
     pub(crate) fn apply(&self, tags: &[impl AsRef<str>], stamp: Stamp, mode: InvalidationMode) {
         self.board.apply(tags, stamp, mode);
+        self.changed();
     }
 
     pub(crate) fn apply_all(&self, stamp: Stamp) {
         self.board.invalidate_all(stamp);
+        self.changed();
     }
 
     /// Applies one field of the stamp hash (`h:<tag>`, `s:<tag>`, `floor`).
