@@ -143,6 +143,7 @@ async fn a_herd_makes_one_origin_call(stores: Vec<RedisStore>, server: Option<&R
     }
     assert_eq!(fleet.calls.get(), 1, "one origin call for the whole fleet");
     assert_eq!(fleet.stat(|s| s.takeovers), 0);
+    assert_eq!(fleet.waiting(), 0, "nobody is left counted as waiting");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

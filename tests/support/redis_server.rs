@@ -304,6 +304,39 @@ impl RedisServer {
         calls
     }
 
+    /// From now on, every command a client sends is logged (the slow log
+    /// with a threshold of 0 µs: unlike `INFO commandstats`, it lists what
+    /// clients sent, not the commands scripts ran).
+    pub fn log_client_commands(&self) {
+        self.cmd_str(&["CONFIG", "SET", "slowlog-max-len", "100000"]);
+        self.cmd_str(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+        self.cmd_str(&["SLOWLOG", "RESET"]);
+    }
+
+    /// The commands clients sent since [`log_client_commands`](Self::log_client_commands),
+    /// oldest first, each as its arguments (long ones cut by Redis). The
+    /// slow log also lists what scripts ran, under the client `?:0`: those
+    /// are left out.
+    pub fn client_commands(&self) -> Vec<Vec<String>> {
+        let Resp::Array(entries) = self.cmd_str(&["SLOWLOG", "GET", "-1"]) else {
+            panic!("SLOWLOG GET answered something else");
+        };
+        let mut commands: Vec<Vec<String>> = entries
+            .into_iter()
+            .filter_map(|entry| match entry {
+                Resp::Array(fields) => match (fields.get(3), fields.get(4)) {
+                    (Some(Resp::Array(args)), Some(client)) if client.text() != "?:0" => {
+                        Some(args.iter().map(Resp::text).collect())
+                    }
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        commands.reverse();
+        commands
+    }
+
     /// Keys matching `pattern` (KEYS: test servers only).
     pub fn keys(&self, pattern: &str) -> Vec<Vec<u8>> {
         match self.cmd_str(&["KEYS", pattern]) {
