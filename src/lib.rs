@@ -96,7 +96,7 @@ pub mod stamp;
 pub mod store;
 mod tags;
 
-pub use cache::{Cache, CacheBuilder, DIRECT_ROUTE};
+pub use cache::{Cache, CacheBuilder, OutOfSyncHold, DIRECT_ROUTE};
 pub use entry::{Entry, KeyHash, Tag};
 pub use extract::MissingCache;
 pub use invalidate::InvalidateLayer;

@@ -147,17 +147,24 @@ impl CacheRoute {
         if let Err(kind) = selector.selects(&entry) {
             return Verdict::Miss(kind);
         }
-        let store = self.cache.store();
         verdict::judge(
             entry.clone(),
-            store.validity(&entry),
-            store.max_entry_life(),
+            self.validity(&entry),
+            self.cache.store().max_entry_life(),
             now,
         )
     }
 
-    /// What the tag stamps say of `entry` now.
+    /// What the tag stamps say of `entry` now. Every check of an entry
+    /// (lookup, stale windows, storing a fill) comes through here.
+    #[inline]
     pub(crate) fn validity(&self, entry: &Entry) -> Validity {
+        // An invalidation source that may have missed invalidations (a
+        // database feed that is down) makes every entry invalid until it
+        // has caught up: a miss rather than a possibly stale hit.
+        if self.cache.is_out_of_sync() {
+            return Validity::Invalid;
+        }
         self.cache.store().validity(entry)
     }
 
