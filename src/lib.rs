@@ -91,6 +91,8 @@ mod extract;
 pub mod invalidate;
 pub mod layer;
 pub mod metrics;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod semantics;
 pub mod stamp;
 pub mod store;
