@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::{Counter, Gauge};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Notification, SimpleQueryMessage};
@@ -67,7 +66,9 @@ impl PgInvalidations {
         let listener = Listener {
             hold: Some(cache.hold_out_of_sync()),
             route: cache.route_metrics(SOURCE),
-            metrics: Metrics::register(&config.channel),
+            metrics: Metrics {
+                channel: config.channel.clone(),
+            },
             cache: cache.clone(),
             config,
             shared: shared.clone(),
@@ -131,23 +132,32 @@ impl Drop for PgInvalidations {
     }
 }
 
-/// The `metrics` handles of one listener.
+/// The listener's metrics, looked up on each (rare) event rather than
+/// registered once, so that a recorder installed after the listener
+/// started still receives them.
 struct Metrics {
-    applied: Counter,
-    rejected: Counter,
-    resyncs: Counter,
-    in_sync: Gauge,
+    channel: String,
 }
 
 impl Metrics {
-    fn register(channel: &str) -> Metrics {
-        let channel = channel.to_owned();
-        Metrics {
-            applied: metrics::counter!("tagcache_pg_notifications_total", "channel" => channel.clone()),
-            rejected: metrics::counter!("tagcache_pg_rejected_notifications_total", "channel" => channel.clone()),
-            resyncs: metrics::counter!("tagcache_pg_listener_resyncs_total", "channel" => channel.clone()),
-            in_sync: metrics::gauge!("tagcache_pg_listener_in_sync", "channel" => channel),
-        }
+    fn applied(&self) {
+        metrics::counter!("tagcache_pg_notifications_total", "channel" => self.channel.clone())
+            .increment(1);
+    }
+
+    fn rejected(&self) {
+        metrics::counter!("tagcache_pg_rejected_notifications_total", "channel" => self.channel.clone())
+            .increment(1);
+    }
+
+    fn resynced(&self) {
+        metrics::counter!("tagcache_pg_listener_resyncs_total", "channel" => self.channel.clone())
+            .increment(1);
+    }
+
+    fn in_sync(&self, in_sync: bool) {
+        metrics::gauge!("tagcache_pg_listener_in_sync", "channel" => self.channel.clone())
+            .set(if in_sync { 1.0 } else { 0.0 });
     }
 }
 
@@ -285,7 +295,7 @@ impl Listener {
             .is_ok()
         {
             self.shared.applied.fetch_add(1, Ordering::AcqRel);
-            self.metrics.applied.increment(1);
+            self.metrics.applied();
         }
     }
 
@@ -293,7 +303,7 @@ impl Listener {
     /// misbehaving producer must not flood the log.
     fn reject(&mut self, note: &Notification, why: &str) {
         self.shared.rejected.fetch_add(1, Ordering::AcqRel);
-        self.metrics.rejected.increment(1);
+        self.metrics.rejected();
         let second = now_micros() / 1_000_000;
         if std::mem::replace(&mut self.last_reject_log, second) != second {
             let payload = quote(note.payload());
@@ -308,8 +318,8 @@ impl Listener {
         self.hold = None;
         self.shared.in_sync.store(true, Ordering::Release);
         self.shared.resyncs.fetch_add(1, Ordering::AcqRel);
-        self.metrics.resyncs.increment(1);
-        self.metrics.in_sync.set(1.0);
+        self.metrics.resynced();
+        self.metrics.in_sync(true);
         if self.failures > 0 {
             tracing::info!(source = SOURCE, channel = %self.config.channel, failed_attempts = self.failures, "tagcache PostgreSQL invalidation feed is back; every entry filled before was invalidated");
         }
@@ -323,7 +333,7 @@ impl Listener {
         }
         self.shared.in_sync.store(false, Ordering::Release);
         self.shared.backend_pid.store(0, Ordering::Release);
-        self.metrics.in_sync.set(0.0);
+        self.metrics.in_sync(false);
     }
 }
 
