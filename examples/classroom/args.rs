@@ -6,11 +6,13 @@ use std::time::Duration;
 
 /// Usage text, printed for `--help` and after a bad flag.
 pub const USAGE: &str = "\
-usage: classroom [--listen ADDR] [--origin-delay-ms MS] [--redis URL]
+usage: classroom [--listen ADDR] [--origin-delay-ms MS] [--redis URL] [--database URL]
 
   --listen ADDR          address to serve on (default 127.0.0.1:3000; port 0 picks a free one)
   --origin-delay-ms MS   how long every cached GET handler takes (default 20)
   --redis URL            store responses in Redis (also read from REDIS_URL)
+  --database URL         keep the data in PostgreSQL (postgres://user@host/db), whose
+                         triggers invalidate the cache (needs --features postgres)
   -h, --help             print this help";
 
 /// The options.
@@ -22,6 +24,8 @@ pub struct Args {
     pub origin_delay: Duration,
     /// Redis URL, if responses should be stored there.
     pub redis: Option<String>,
+    /// PostgreSQL URL, if the data should live there.
+    pub database: Option<String>,
 }
 
 /// What the command line asked for.
@@ -43,6 +47,7 @@ where
         listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
         origin_delay: Duration::from_millis(20),
         redis: None,
+        database: None,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -77,6 +82,7 @@ where
                 parsed.origin_delay = Duration::from_millis(ms);
             }
             "--redis" => parsed.redis = Some(value()?),
+            "--database" => parsed.database = Some(value()?),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
