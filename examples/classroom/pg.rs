@@ -22,6 +22,7 @@ pub const SCHEMA: &str = "classroom";
 /// first three sessions of every teacher active, the last two ended), and
 /// the triggers. Runs as one transaction, serialized across instances.
 const SETUP: &str = "
+SELECT set_config('client_min_messages', 'warning', true);
 SELECT pg_advisory_xact_lock(hashtext('classroom setup'));
 DO $$
 BEGIN
@@ -91,9 +92,7 @@ impl PgDb {
                 tracing::error!(%error, "classroom: lost the database connection");
             }
         });
-        client
-            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
-            .await?;
+        // Creates the schema too.
         postgres::install(&client, SCHEMA).await?;
         let setup = SETUP
             .replace("$TEACHERS", &TEACHERS.to_string())

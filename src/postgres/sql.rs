@@ -42,10 +42,13 @@ pub async fn install(client: &Client, schema: &str) -> Result<(), tokio_postgres
 /// The batch [`install`] sends. A multi-statement simple query runs as one
 /// implicit transaction, so `set_config(..., true)` holds for the whole
 /// batch and the functions capture it with `SET search_path FROM CURRENT`.
+/// The notices of `IF NOT EXISTS` on a second install are not worth a
+/// line in the application's log each: only warnings are sent back.
 fn install_script(schema: &str) -> String {
     let quoted = quote_ident(schema);
     format!(
-        "SELECT pg_advisory_xact_lock({INSTALL_LOCK});\n\
+        "SELECT set_config('client_min_messages', 'warning', true);\n\
+         SELECT pg_advisory_xact_lock({INSTALL_LOCK});\n\
          CREATE SCHEMA IF NOT EXISTS {quoted};\n\
          SELECT set_config('search_path', {literal}, true);\n\
          {MIGRATION}",
