@@ -193,6 +193,15 @@ fn app(cache: &Cache, state: AppState) -> Router {
             get(teacher_sessions).route_layer(cache.layer("teacher-sessions").ttl(ttl)),
         )
         .route(
+            "/soft/sessions/{id}",
+            get(session).route_layer(
+                cache
+                    .layer("soft-session")
+                    .ttl(ttl)
+                    .stale_while_revalidate(Duration::from_secs(60)),
+            ),
+        )
+        .route(
             "/items/{n}",
             get(item).route_layer(cache.layer("item").ttl(ttl)),
         )
@@ -202,6 +211,14 @@ fn app(cache: &Cache, state: AppState) -> Router {
 impl World {
     /// `None` when PostgreSQL is not installed (the skip line is printed).
     async fn start() -> Option<World> {
+        World::start_with(|config| config).await
+    }
+
+    /// [`start`](Self::start) with the listener's options changed by
+    /// `options`.
+    async fn start_with(
+        options: impl FnOnce(PgListenerConfig) -> PgListenerConfig,
+    ) -> Option<World> {
         let server = PostgresServer::start()?;
         let admin = connect(&server, "postgres").await;
         within("installing", postgres::install(&admin, "public"))
@@ -216,7 +233,7 @@ impl World {
         let config = PgListenerConfig::from_url(&format!("{} user=listener", server.conninfo()))
             .expect("listener config")
             .max_backoff(Duration::from_millis(100));
-        let listener = PgInvalidations::listen(&cache, config);
+        let listener = PgInvalidations::listen(&cache, options(config));
         let origin = Origin::default();
         let gate = Gate::default();
         let state = AppState {
@@ -538,13 +555,17 @@ async fn a_bulk_update_of_10_000_rows_sends_few_notifications() {
         return;
     };
     backstop(async {
+        let mut tap = Tap::start(&w.server).await;
         exec(
             &w.admin,
             "INSERT INTO sessions (teacher_id, title)
              SELECT 3 + n % 10, 'Bulk ' || n FROM generate_series(1, 10000) AS n",
         )
         .await;
-        let mut tap = Tap::start(&w.server).await;
+        // The insert's own notifications are applied before anything is
+        // filled, so none of them can reach what follows.
+        let inserted = tap.payloads().await;
+        w.until_applied(inserted.len() as u64).await;
         let s1 = session_json(1, 1, "Algebra");
         w.assert_fresh("/sessions/1", &s1, 1).await;
         let t5 = w.get("/teachers/5/sessions").await;
@@ -796,6 +817,125 @@ async fn the_documented_statement_level_trigger_invalidates_old_and_new_owners()
         .await;
         w.assert_hit("/sessions/3", &session_json(3, 2, "Poetry"), 1)
             .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_soft_invalidation_from_sql_serves_stale_while_one_refresh_runs() {
+    let Some(w) = World::start().await else {
+        return;
+    };
+    backstop(async {
+        let path = "/soft/sessions/1";
+        let counted = "/sessions/1"; // the handler counts its data's path
+        w.get(path).await;
+        assert!(w.get(path).await.is_hit());
+        assert_eq!(w.origin.calls(counted), 1);
+
+        // A change whose transaction asks for a soft invalidation only (the
+        // row trigger, which invalidates hard, is off for it).
+        w.change(
+            "BEGIN;
+             ALTER TABLE sessions DISABLE TRIGGER sessions_changed;
+             UPDATE sessions SET title = 'Revised' WHERE id = 1;
+             SELECT tagcache_invalidate(ARRAY['session:1'], soft => true);
+             ALTER TABLE sessions ENABLE TRIGGER sessions_changed;
+             COMMIT;",
+            1,
+        )
+        .await;
+        let stale = w.get(path).await;
+        assert!(
+            stale.cache_status().contains("fwd=stale"),
+            "{:?}",
+            stale.cache_status()
+        );
+        assert_eq!(stale.json()["title"], "Algebra");
+        // One background refresh, after which the entry is fresh again.
+        let app = &w.app;
+        eventually("the refreshed entry is a hit", || async move {
+            get_reply(app, path).await.is_hit()
+        })
+        .await;
+        let fresh = w.get(path).await;
+        assert!(fresh.is_hit(), "{:?}", fresh.cache_status());
+        assert_eq!(fresh.json()["title"], "Revised");
+        assert_eq!(w.origin.calls(counted), 2);
+    })
+    .await;
+}
+
+/// Resumes a stopped process when dropped, whatever the test did.
+struct Thaw(i32);
+
+impl Thaw {
+    fn freeze(pid: i32) -> Thaw {
+        signal("-STOP", pid);
+        Thaw(pid)
+    }
+}
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        signal("-CONT", self.0);
+    }
+}
+
+fn signal(signal: &str, pid: i32) {
+    let status = std::process::Command::new("kill")
+        .arg(signal)
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+#[tokio::test]
+async fn a_session_that_stops_answering_is_noticed_by_the_checks() {
+    let fast_checks = |config: PgListenerConfig| {
+        config
+            .ping_interval(Duration::from_millis(50))
+            .response_timeout(Duration::from_millis(500))
+    };
+    let Some(w) = World::start_with(fast_checks).await else {
+        return;
+    };
+    backstop(async {
+        let s1 = session_json(1, 1, "Algebra");
+        w.assert_fresh("/sessions/1", &s1, 1).await;
+        w.assert_hit("/sessions/1", &s1, 1).await;
+
+        // The listener's backend freezes: its connection stays open, but
+        // nothing comes back on it, and nothing says so but the checks. It
+        // may not log in again until the test allows it, so the change
+        // below is certainly made while it is away.
+        exec(&w.admin, "ALTER ROLE listener NOLOGIN").await;
+        let pid = w.listener.backend_pid().expect("the listener's backend");
+        let frozen = Thaw::freeze(pid);
+        let listener = &w.listener;
+        eventually(
+            "the listener notices its session stopped answering",
+            || async move { !listener.is_in_sync() },
+        )
+        .await;
+        exec(
+            &w.admin,
+            "UPDATE sessions SET title = 'Frozen out' WHERE id = 1",
+        )
+        .await;
+        let s1 = session_json(1, 1, "Frozen out");
+        w.assert_fresh("/sessions/1", &s1, 2).await;
+
+        w.assert_fresh("/sessions/1", &s1, 3).await;
+
+        // It reconnects on a new backend, and purges on the way.
+        exec(&w.admin, "ALTER ROLE listener LOGIN").await;
+        w.until_in_sync(2).await;
+        assert_ne!(w.listener.backend_pid(), Some(pid));
+        drop(frozen);
+        w.assert_fresh("/sessions/1", &s1, 4).await;
+        w.assert_hit("/sessions/1", &s1, 4).await;
     })
     .await;
 }

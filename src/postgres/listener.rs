@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Notification, SimpleQueryMessage};
+use tokio_postgres::{AsyncMessage, Client, Notification, SimpleQueryMessage};
 
 use super::config::{PgListenerConfig, MIN_BACKOFF};
 use super::connect::MessageSource;
@@ -252,9 +252,12 @@ impl Listener {
         self.in_sync();
         *synced = true;
 
-        let mut ping = tokio::time::interval(self.config.ping_interval);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ping.tick().await;
+        // The checks run beside the applying: a check awaited here would
+        // stop the draining of `received`, and a driver blocked on a full
+        // queue would then never read the check's answer.
+        let (failed, mut check_failed) = mpsc::channel(1);
+        let every = self.config.ping_interval;
+        let _checks = AbortOnDrop(tokio::spawn(check(client, every, limit, failed)));
         loop {
             tokio::select! {
                 event = received.recv() => match event {
@@ -262,9 +265,7 @@ impl Listener {
                     Some(Event::Lost(error)) => return Err(error),
                     None => return Err("the connection's task ended".to_owned()),
                 },
-                _ = ping.tick() => {
-                    bounded(limit, "a check of the session", client.simple_query("SELECT 1")).await?;
-                }
+                Some(error) = check_failed.recv() => return Err(error),
             }
         }
     }
@@ -350,6 +351,19 @@ async fn drive(mut connection: Box<dyn MessageSource>, events: mpsc::Sender<Even
         };
         let last = matches!(event, Event::Lost(_));
         if events.send(event).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Checks every `every` that the session still answers, and reports the
+/// first check that fails or takes longer than `limit`.
+async fn check(client: Client, every: Duration, limit: Duration, failed: mpsc::Sender<String>) {
+    loop {
+        tokio::time::sleep(every).await;
+        let answer = client.simple_query("SELECT 1");
+        if let Err(error) = bounded(limit, "a check of the session", answer).await {
+            let _ = failed.send(error).await;
             return;
         }
     }
