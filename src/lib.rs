@@ -58,6 +58,11 @@
 //!   while its subscription is down it treats every entry as a miss rather
 //!   than risk a stale hit. A [`TieredStore`]'s local copies follow the same
 //!   rule.
+//! * Invalidations made in the database (feature `postgres`, module
+//!   `tagcache::postgres`) reach a cache when their notification arrives,
+//!   after the transaction committed; while the listener's session is down
+//!   every lookup misses, and everything filled before it came back is
+//!   invalidated.
 //! * Coalescing is per instance: N instances may make up to N origin calls
 //!   for one cold key.
 //! * Waiters wait at most the route's `coalesce_timeout`; past it they call

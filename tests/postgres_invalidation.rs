@@ -412,10 +412,20 @@ async fn a_rolled_back_change_invalidates_nothing() {
             "BEGIN; UPDATE sessions SET title = 'Nope' WHERE id = 1; ROLLBACK;",
         )
         .await;
-        // Notifications arrive in commit order: once a later commit's has
-        // been applied, the rolled-back one would have been too.
-        w.change("UPDATE sessions SET title = 'Sonnets' WHERE id = 3", 1)
-            .await;
+        // A savepoint rolled back takes its tags with it; the rest of its
+        // transaction still sends its own. Notifications arrive in commit
+        // order: once this commit's has been applied, the rolled-back one
+        // would have been too.
+        w.change(
+            "BEGIN;
+             SAVEPOINT first;
+             UPDATE sessions SET title = 'Nope again' WHERE id = 1;
+             ROLLBACK TO SAVEPOINT first;
+             UPDATE sessions SET title = 'Sonnets' WHERE id = 3;
+             COMMIT;",
+            1,
+        )
+        .await;
         assert_eq!(w.listener.notifications_applied(), before + 1);
         w.assert_hit("/sessions/1", &s1, 1).await;
         w.assert_fresh("/sessions/3", &session_json(3, 2, "Sonnets"), 1)

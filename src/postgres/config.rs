@@ -95,8 +95,9 @@ impl PgListenerConfig {
         self
     }
 
-    /// The channel to `LISTEN` on (default `tagcache`, the one the
-    /// installed functions notify).
+    /// The channel to `LISTEN` on (default `tagcache`). The installed
+    /// functions always notify `tagcache`; another channel only makes
+    /// sense for payloads other code sends in the same JSON shape.
     pub fn channel(mut self, channel: impl Into<String>) -> Self {
         self.channel = channel.into();
         self
