@@ -172,6 +172,12 @@ async fn item(State(app): State<AppState>, Path(n): Path<u32>) -> (Tags, String)
     (Tags::new([item_tag(n)]), format!("item {n}"))
 }
 
+/// A response carrying the tag named in its path, whatever its characters.
+async fn tagged(State(app): State<AppState>, Path(name): Path<String>) -> (Tags, String) {
+    app.origin.count(&format!("/tag/{name}"));
+    (Tags::new([name.clone()]), format!("tagged {name}"))
+}
+
 /// Long tags, so that a few hundred of them overflow one notification.
 fn item_tag(n: u32) -> String {
     format!("item:{n:05}:{}", "x".repeat(40))
@@ -200,6 +206,10 @@ fn app(cache: &Cache, state: AppState) -> Router {
                     .ttl(ttl)
                     .stale_while_revalidate(Duration::from_secs(60)),
             ),
+        )
+        .route(
+            "/tag/{name}",
+            get(tagged).route_layer(cache.layer("tagged").ttl(ttl)),
         )
         .route(
             "/items/{n}",
@@ -946,6 +956,99 @@ async fn a_session_that_stops_answering_is_noticed_by_the_checks() {
         drop(frozen);
         w.assert_fresh("/sessions/1", &s1, 4).await;
         w.assert_hit("/sessions/1", &s1, 4).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tags_with_any_characters_arrive_intact_and_an_oversized_one_invalidates_everything() {
+    let Some(w) = World::start().await else {
+        return;
+    };
+    backstop(async {
+        // `we"ird\ tag é` and a plain neighbour, percent-encoded in the path.
+        let weird = "/tag/we%22ird%5C%20tag%20%C3%A9";
+        let plain = "/tag/plain";
+        let weird_calls = r#"/tag/we"ird\ tag é"#;
+        for path in [weird, plain] {
+            w.get(path).await;
+            assert!(w.get(path).await.is_hit(), "{path}");
+        }
+
+        w.change(r#"SELECT tagcache_invalidate(ARRAY['we"ird\ tag é'])"#, 1)
+            .await;
+        let reply = w.get(weird).await;
+        assert!(!reply.is_hit(), "{:?}", reply.cache_status());
+        assert_eq!(reply.text(), r#"tagged we"ird\ tag é"#);
+        assert_eq!(w.origin.calls(weird_calls), 2);
+        assert!(w.get(plain).await.is_hit());
+
+        // No notification can carry a 9000-byte tag: everything goes.
+        w.change("SELECT tagcache_invalidate(ARRAY[repeat('x', 9000)])", 1)
+            .await;
+        assert!(!w.get(plain).await.is_hit());
+        assert!(!w.get(weird).await.is_hit());
+        assert_eq!(w.origin.calls("/tag/plain"), 2);
+        assert_eq!(w.origin.calls(weird_calls), 3);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_migration_file_works_in_a_schema_of_ones_choice_and_installs_run_concurrently() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    backstop(async {
+        let admin = connect(&server, "postgres").await;
+        // As `psql -f sql/tagcache_postgres.sql` after `SET search_path`.
+        exec(&admin, "CREATE SCHEMA app; SET search_path TO app;").await;
+        exec(&admin, postgres::MIGRATION).await;
+        exec(&admin, postgres::MIGRATION).await;
+        exec(&admin, "RESET search_path").await;
+
+        // Two instances installing into one new schema at once.
+        let (a, b) = (
+            connect(&server, "postgres").await,
+            connect(&server, "postgres").await,
+        );
+        let (first, second) = within("two concurrent installs", async {
+            tokio::join!(
+                postgres::install(&a, "other"),
+                postgres::install(&b, "other")
+            )
+        })
+        .await;
+        first.expect("first install");
+        second.expect("second install");
+
+        // Called from sessions whose search_path does not name the schemas,
+        // the functions still find their tables.
+        let mut tap = Tap::start(&server).await;
+        exec(
+            &admin,
+            "SET search_path TO pg_catalog;
+             BEGIN;
+             SELECT app.tagcache_invalidate(ARRAY['a:1', 'a:1', NULL, 'a:2']);
+             SELECT other.tagcache_invalidate(ARRAY['b:1'], true);
+             COMMIT;
+             SELECT app.tagcache_invalidate_all();",
+        )
+        .await;
+        let payloads: Vec<Value> = tap
+            .payloads()
+            .await
+            .iter()
+            .map(|p| serde_json::from_str(p).expect("JSON"))
+            .collect();
+        assert_eq!(
+            payloads,
+            vec![
+                json!({"v": 1, "soft": false, "tags": ["a:1", "a:2"]}),
+                json!({"v": 1, "soft": true, "tags": ["b:1"]}),
+                json!({"v": 1, "all": true}),
+            ]
+        );
     })
     .await;
 }
