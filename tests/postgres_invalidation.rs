@@ -10,6 +10,7 @@ mod support;
 
 use std::collections::HashMap;
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,8 +19,10 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use tagcache::entry::{Entry, KeyHash, Tag};
 use tagcache::postgres::{self, PgInvalidations, PgListenerConfig};
-use tagcache::{Cache, Tags};
+use tagcache::stamp::{InvalidationMode, Stamp, Validity};
+use tagcache::{Cache, MemoryStore, Store, StoreError, StoreErrorKind, StoreFuture, Tags};
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
@@ -221,12 +224,13 @@ fn app(cache: &Cache, state: AppState) -> Router {
 impl World {
     /// `None` when PostgreSQL is not installed (the skip line is printed).
     async fn start() -> Option<World> {
-        World::start_with(|config| config).await
+        World::start_with(Cache::default(), |config| config).await
     }
 
-    /// [`start`](Self::start) with the listener's options changed by
-    /// `options`.
+    /// [`start`](Self::start) with `cache`, and the listener's options
+    /// changed by `options`.
     async fn start_with(
+        cache: Cache,
         options: impl FnOnce(PgListenerConfig) -> PgListenerConfig,
     ) -> Option<World> {
         let server = PostgresServer::start()?;
@@ -239,7 +243,6 @@ impl World {
             .expect("install is idempotent");
         exec(&admin, SCHEMA).await;
 
-        let cache = Cache::default();
         let config = PgListenerConfig::from_url(&format!("{} user=listener", server.conninfo()))
             .expect("listener config")
             .max_backoff(Duration::from_millis(100));
@@ -918,7 +921,7 @@ async fn a_session_that_stops_answering_is_noticed_by_the_checks() {
             .ping_interval(Duration::from_millis(50))
             .response_timeout(Duration::from_millis(500))
     };
-    let Some(w) = World::start_with(fast_checks).await else {
+    let Some(w) = World::start_with(Cache::default(), fast_checks).await else {
         return;
     };
     backstop(async {
@@ -1049,6 +1052,94 @@ async fn the_migration_file_works_in_a_schema_of_ones_choice_and_installs_run_co
                 json!({"v": 1, "all": true}),
             ]
         );
+    })
+    .await;
+}
+
+/// An in-memory store whose invalidations fail while `failing` is set,
+/// like a network store that is down.
+struct Flaky {
+    inner: MemoryStore,
+    failing: Arc<AtomicBool>,
+}
+
+impl Flaky {
+    fn refuse(&self) -> Option<StoreError> {
+        self.failing
+            .load(Ordering::SeqCst)
+            .then(|| StoreError::new(StoreErrorKind::Unavailable, "down for the test"))
+    }
+}
+
+impl Store for Flaky {
+    fn get(&self, key: KeyHash) -> StoreFuture<Option<Arc<Entry>>> {
+        self.inner.get(key)
+    }
+    fn put(&self, key: KeyHash, entry: Arc<Entry>) -> StoreFuture<()> {
+        self.inner.put(key, entry)
+    }
+    fn remove(&self, key: KeyHash) -> StoreFuture<()> {
+        self.inner.remove(key)
+    }
+    fn fill_stamp(&self) -> StoreFuture<Stamp> {
+        self.inner.fill_stamp()
+    }
+    fn invalidate(&self, tags: &[Tag], mode: InvalidationMode) -> StoreFuture<Stamp> {
+        match self.refuse() {
+            Some(error) => StoreFuture::ready(Err(error)),
+            None => self.inner.invalidate(tags, mode),
+        }
+    }
+    fn invalidate_all(&self) -> StoreFuture<Stamp> {
+        match self.refuse() {
+            Some(error) => StoreFuture::ready(Err(error)),
+            None => self.inner.invalidate_all(),
+        }
+    }
+    fn validity(&self, entry: &Entry) -> Validity {
+        self.inner.validity(entry)
+    }
+    fn max_entry_life(&self) -> Duration {
+        self.inner.max_entry_life()
+    }
+    fn kind(&self) -> &'static str {
+        "flaky"
+    }
+}
+
+#[tokio::test]
+async fn a_notification_the_store_fails_to_take_puts_the_listener_out_of_sync_until_it_can_purge() {
+    let failing = Arc::new(AtomicBool::new(false));
+    let cache = Cache::new(Flaky {
+        inner: MemoryStore::default(),
+        failing: failing.clone(),
+    });
+    let Some(w) = World::start_with(cache, |config| config).await else {
+        return;
+    };
+    backstop(async {
+        let s1 = session_json(1, 1, "Algebra");
+        w.assert_fresh("/sessions/1", &s1, 1).await;
+        w.assert_hit("/sessions/1", &s1, 1).await;
+
+        failing.store(true, Ordering::SeqCst);
+        exec(&w.admin, "UPDATE sessions SET title = 'Lost?' WHERE id = 1").await;
+        let listener = &w.listener;
+        eventually("the listener gives up its session", || async move {
+            !listener.is_in_sync()
+        })
+        .await;
+        assert_eq!(w.listener.notifications_applied(), 0);
+        let s1 = session_json(1, 1, "Lost?");
+        // The invalidation never reached the store; misses cover for it.
+        w.assert_fresh("/sessions/1", &s1, 2).await;
+        w.assert_fresh("/sessions/1", &s1, 3).await;
+        assert_eq!(w.listener.resyncs(), 1, "no resync while the store refuses");
+
+        failing.store(false, Ordering::SeqCst);
+        w.until_in_sync(2).await;
+        w.assert_fresh("/sessions/1", &s1, 4).await;
+        w.assert_hit("/sessions/1", &s1, 4).await;
     })
     .await;
 }

@@ -261,7 +261,7 @@ impl Listener {
         loop {
             tokio::select! {
                 event = received.recv() => match event {
-                    Some(Event::Notification(note)) => self.apply(&note).await,
+                    Some(Event::Notification(note)) => self.apply(&note).await?,
                     Some(Event::Lost(error)) => return Err(error),
                     None => return Err("the connection's task ended".to_owned()),
                 },
@@ -270,10 +270,13 @@ impl Listener {
         }
     }
 
-    /// Applies one notification to the cache.
-    async fn apply(&mut self, note: &Notification) {
+    /// Applies one notification to the cache. An error means the store
+    /// did not take it: the invalidation may be lost, so the session ends
+    /// and the listener resyncs (purging everything) once the store
+    /// answers again.
+    async fn apply(&mut self, note: &Notification) -> Result<(), String> {
         if note.channel() != self.config.channel {
-            return;
+            return Ok(());
         }
         let target = match payload::parse(note.payload()) {
             Ok(Message::All) => Target::All,
@@ -284,20 +287,21 @@ impl Listener {
                 };
                 Target::Tags(tags.into_iter().map(String::into_boxed_str).collect(), mode)
             }
-            Err(why) => return self.reject(note, &why),
+            Err(why) => {
+                self.reject(note, &why);
+                return Ok(());
+            }
         };
         // Duplicates are harmless: a tag invalidated twice is invalidated
-        // at the later stamp. A store failure is counted and logged by
+        // at the later stamp. A store failure is also counted and logged by
         // `run_invalidation`, under the route `postgres`.
-        if self
-            .cache
+        self.cache
             .run_invalidation(target, &self.route)
             .await
-            .is_ok()
-        {
-            self.shared.applied.fetch_add(1, Ordering::AcqRel);
-            self.metrics.applied();
-        }
+            .map_err(|error| format!("the store did not take an invalidation: {error}"))?;
+        self.shared.applied.fetch_add(1, Ordering::AcqRel);
+        self.metrics.applied();
+        Ok(())
     }
 
     /// Counts an unreadable payload, and logs it at most once a second: a

@@ -57,9 +57,10 @@
 //!   notification invalidates everything instead.
 //! * **Few notifications per transaction.** Tags are deduplicated per
 //!   transaction and sent once, at commit, whatever the number of rows or
-//!   statements: a bulk `UPDATE` of 10 000 rows of a row-level trigger
+//!   statements: a bulk `UPDATE` of 10 000 rows under a row-level trigger
 //!   sends as many notifications as its distinct tags fill 7900-byte
-//!   payloads (a handful), not 10 000. `NOTIFY` takes a global lock at
+//!   payloads (19 for 10 000 `session:<id>` tags and ten `teacher:<id>`
+//!   ones), not 10 000. `NOTIFY` takes a global lock at
 //!   commit, which serializes the commits of concurrent notifying
 //!   transactions: few notifications keep that short. For tables changed
 //!   in bulk, a statement-level trigger with transition tables also saves
@@ -127,7 +128,10 @@
 //! invalidates every entry (`purge_all`) before releasing the hold. Every
 //! entry filled before that is invalid, so none filled from data a lost
 //! notification changed can be served; every commit after `LISTEN` is
-//! delivered. Gauge `tagcache_pg_listener_in_sync` and
+//! delivered. A notification the store fails to take (Redis down) is
+//! treated the same way, since its invalidation may be lost: the session
+//! ends, and the listener resyncs once the store answers again. Gauge
+//! `tagcache_pg_listener_in_sync` and
 //! [`PgInvalidations::is_in_sync`] tell the state; each return to sync
 //! counts in `tagcache_pg_listener_resyncs_total`.
 //!
