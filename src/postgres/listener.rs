@@ -17,6 +17,7 @@ use super::config::{PgListenerConfig, MIN_BACKOFF};
 use super::connect::MessageSource;
 use super::payload::{self, Message};
 use super::sql::quote_ident;
+use super::task::AbortOnDrop;
 use crate::cache::{Cache, OutOfSyncHold, Target};
 use crate::metrics::RouteMetrics;
 use crate::stamp::{now_micros, InvalidationMode};
@@ -165,15 +166,6 @@ impl Metrics {
 enum Event {
     Notification(Notification),
     Lost(String),
-}
-
-/// Aborts a task when dropped, so a session's driver ends with it.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 struct Listener {

@@ -193,6 +193,8 @@ mod connect;
 mod listener;
 mod payload;
 mod sql;
+mod store;
+mod task;
 
 pub use config::{
     PgListenerConfig, DEFAULT_APPLICATION_NAME, DEFAULT_MAX_BACKOFF, DEFAULT_PING_INTERVAL,
@@ -200,3 +202,6 @@ pub use config::{
 };
 pub use listener::{PgInvalidations, SOURCE};
 pub use sql::{install, CHANNEL, MIGRATION};
+pub use store::{
+    PostgresStore, PostgresStoreBuilder, DEFAULT_STORE_RESPONSE_TIMEOUT, DEFAULT_TRIM_INTERVAL,
+};
