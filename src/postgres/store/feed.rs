@@ -24,6 +24,9 @@ use crate::stamp::{InvalidationMode, Stamp};
 /// as the check that the session still answers.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// The view's session in `pg_stat_activity`, unless the URL names one.
+pub(crate) const VIEW_APPLICATION_NAME: &str = "tagcache-store-view";
+
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(50);
     let mut logged = false;
@@ -46,7 +49,11 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 
 async fn session(shared: &Arc<Shared>, synced: &mut bool) -> Result<Infallible, String> {
     let limit = shared.options.connect_timeout;
-    let (client, mut connection) = tokio::time::timeout(limit, shared.config.connect(NoTls))
+    let mut config = shared.config.clone();
+    if config.get_application_name().is_none() {
+        config.application_name(VIEW_APPLICATION_NAME);
+    }
+    let (client, mut connection) = tokio::time::timeout(limit, config.connect(NoTls))
         .await
         .map_err(|_| "connecting: no answer".to_owned())?
         .map_err(|e| format!("connecting: {e}"))?;
