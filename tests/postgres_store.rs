@@ -305,3 +305,62 @@ async fn stored_value(admin: &Client) -> Vec<u8> {
     .await;
     read().await.expect("the entry stays")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_that_may_be_lost_purges_everything_before_the_store_is_used_again() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    backstop(async {
+        let pg = Arc::new(
+            PostgresStore::builder(server.url())
+                .schema("lost")
+                .response_timeout(Duration::from_millis(300))
+                .build()
+                .await
+                .expect("store"),
+        );
+        let view = &pg;
+        eventually("in sync", || async move { view.is_in_sync() }).await;
+        let cache = Cache::builder().shared_store(pg.clone()).build();
+        let calls = Counter::default();
+        let app = counted(&cache, |l| l, calls.clone(), |n, _| plain(n));
+        get_reply(&app, "/r").await;
+        assert!(get_reply(&app, "/r").await.is_hit());
+
+        // Another session holds the clock, so the purge waits, times out,
+        // and its statement is then killed: it is never recorded.
+        let admin = connect(&server).await;
+        exec(
+            &admin,
+            "BEGIN; SELECT * FROM lost.tagcache_store_clock FOR UPDATE",
+        )
+        .await;
+        assert!(cache.purge("/r").await.is_err());
+        exec(
+            &admin,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = 'tagcache-store' AND pid <> pg_backend_pid()",
+        )
+        .await;
+        exec(&admin, "ROLLBACK").await;
+
+        // The store comes back only after purging everything: the entry
+        // filled before the lost invalidation is never served again.
+        eventually("the store is connected again", || async move {
+            view.is_connected()
+        })
+        .await;
+        let reply = get_reply(&app, "/r").await;
+        assert!(!reply.is_hit(), "{:?}", reply.cache_status());
+        assert_eq!(reply.text(), format!("body {}", calls.get()));
+        let served = calls.get();
+        let app = &app;
+        eventually("the refill is a hit", || async move {
+            get_reply(app, "/r").await.is_hit()
+        })
+        .await;
+        assert!(calls.get() <= served + 1);
+    })
+    .await;
+}

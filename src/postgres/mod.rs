@@ -174,6 +174,14 @@
 //! `tagcache_pg_listener_in_sync` (1 or 0). The invalidations themselves
 //! are counted as those of the route `postgres`.
 //!
+//! # A store in PostgreSQL
+//!
+//! [`PostgresStore`] keeps the entries themselves in PostgreSQL, shared by
+//! every instance, for applications that have a database and no Redis; see
+//! its [module docs](store). It is independent of the listener: the
+//! listener applies the database's own invalidations to any store,
+//! `PostgresStore` included.
+//!
 //! # Why tokio-postgres
 //!
 //! It runs on the tokio runtime the crate already uses, and its
@@ -193,7 +201,7 @@ mod connect;
 mod listener;
 mod payload;
 mod sql;
-mod store;
+pub mod store;
 mod task;
 
 pub use config::{

@@ -29,7 +29,10 @@
 //!   are checked against this instance's view of the stamps.
 //! * **Miss**: the lookup, the fill stamp (a prepared call to
 //!   `tagcache_store_stamp()`, the one clock every instance shares), the
-//!   origin call, then an upsert.
+//!   origin call, then an upsert. Writes go through one queue per instance
+//!   and are made one at a time, in the order they were asked for (a later
+//!   removal must not be overtaken by an earlier upsert of the same key);
+//!   until a write is answered, this instance's reads of its key see it.
 //! * **Invalidate**: one statement (`tagcache_store_invalidate`) that takes
 //!   a stamp, records it for each tag and notifies every instance; this
 //!   instance applies it to its view before the call returns.
@@ -56,9 +59,16 @@
 //! (fail-open) at the origin's cost, not a timeout's. Connection losses are
 //! logged once per outage.
 //!
-//! *Limits*: an invalidation the database did not take fails, and is not
-//! retried by the store; other instances learn of an invalidation when its
-//! notification reaches them.
+//! * **No invalidation is forgotten.** An invalidation that fails (an
+//!   error, a timeout, a lost connection) may or may not have been
+//!   recorded. The store drops its connection at once, and its next
+//!   connection first invalidates every entry, for every instance, before
+//!   any call uses it; until then calls fail and requests go to the
+//!   origin.
+//!
+//! *Limits*: other instances learn of an invalidation when its
+//! notification reaches them (normally a millisecond or so); the `invalidate`
+//! call itself fails while the database is unreachable.
 
 mod codec;
 mod feed;
@@ -71,7 +81,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Statement};
@@ -87,11 +97,19 @@ pub const DEFAULT_STORE_RESPONSE_TIMEOUT: Duration = Duration::from_millis(250);
 /// Default time between two trimming rounds.
 pub const DEFAULT_TRIM_INTERVAL: Duration = Duration::from_secs(10);
 
+/// The store's own session in `pg_stat_activity`, unless the URL names one
+/// (its view's session is `tagcache-store-view`).
+const APPLICATION_NAME: &str = "tagcache-store";
+
 /// Consecutive failed calls after which the connection is dropped.
 const BREAK_AFTER: u32 = 3;
 
+/// Longest schema name accepted: the notification channel is named after
+/// it, and channel names stop at 63 bytes.
+const MAX_SCHEMA_BYTES: usize = 40;
+
 /// Options of a [`PostgresStore`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresStoreBuilder {
     url: String,
     schema: String,
@@ -102,9 +120,23 @@ pub struct PostgresStoreBuilder {
     trim_interval: Duration,
 }
 
+impl fmt::Debug for PostgresStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the URL: it may hold a password.
+        f.debug_struct("PostgresStoreBuilder")
+            .field("schema", &self.schema)
+            .field("response_timeout", &self.response_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_entry_life", &self.max_entry_life)
+            .field("max_tags", &self.max_tags)
+            .field("trim_interval", &self.trim_interval)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PostgresStoreBuilder {
     /// The schema the store's tables live in (default `tagcache`; created
-    /// if missing).
+    /// if missing; at most 40 bytes).
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = schema.into();
         self
@@ -144,10 +176,15 @@ impl PostgresStoreBuilder {
     /// and the background tasks. Fails if the database cannot be reached
     /// now: the schema must exist before the store can be used.
     pub async fn build(self) -> StoreResult<PostgresStore> {
+        if self.schema.is_empty() || self.schema.len() > MAX_SCHEMA_BYTES {
+            let message = format!("the schema name must have 1 to {MAX_SCHEMA_BYTES} bytes");
+            return Err(StoreError::new(StoreErrorKind::Other, message));
+        }
         let config = Config::from_str(&self.url)
             .map_err(|e| StoreError::new(StoreErrorKind::Other, format!("bad URL: {e}")))?;
         let conn = Conn::open(&config, &self.schema, self.connect_timeout, true).await?;
         let channel = format!("{}.tagcache_store", self.schema);
+        let (writes, jobs) = mpsc::channel(WRITE_QUEUE);
         let shared = Arc::new(Shared {
             conn: Mutex::new(Some(Arc::new(conn))),
             wake: Notify::new(),
@@ -155,6 +192,8 @@ impl PostgresStoreBuilder {
             synced: AtomicBool::new(false),
             failures: AtomicU32::new(0),
             recent: Recent::new(self.response_timeout * 2),
+            writes,
+            lost: AtomicBool::new(false),
             channel,
             config,
             options: self,
@@ -163,6 +202,7 @@ impl PostgresStoreBuilder {
             tokio::spawn(maintain(shared.clone())),
             tokio::spawn(feed::run(shared.clone())),
             tokio::spawn(trim(shared.clone())),
+            tokio::spawn(write(shared.clone(), jobs)),
         ];
         Ok(PostgresStore { shared, tasks })
     }
@@ -228,6 +268,11 @@ pub(crate) struct Shared {
     failures: AtomicU32,
     /// This instance's writes on their way, for its own reads.
     recent: Recent,
+    /// Writes for the writer task, in call order.
+    writes: mpsc::Sender<Job>,
+    /// An invalidation failed: it may never have been recorded, so no
+    /// connection is used again before everything was invalidated.
+    lost: AtomicBool,
     pub(crate) channel: String,
     pub(crate) config: Config,
     pub(crate) options: PostgresStoreBuilder,
@@ -286,6 +331,10 @@ impl Conn {
         limit: Duration,
         install: bool,
     ) -> StoreResult<Conn> {
+        let mut config = config.clone();
+        if config.get_application_name().is_none() {
+            config.application_name(APPLICATION_NAME);
+        }
         let opening = async {
             let (client, connection) = config.connect(NoTls).await?;
             tokio::spawn(async move {
@@ -404,22 +453,11 @@ impl Store for PostgresStore {
             .min(entry.fill_stamp.0.saturating_add(life));
         let expires_at = i64::try_from(expires_at).unwrap_or(i64::MAX);
         let value = codec::encode(&entry);
-        let seq = self.shared.recent.write(key, Some(entry));
-        let written = call(&self.shared, "put", move |conn| async move {
-            let key = key_bytes(key);
-            let params: [&(dyn ToSql + Sync); 3] = [&key, &expires_at, &value];
-            conn.client.execute(&conn.put, &params).await.map(drop)
-        });
-        self.answered(key, seq, written)
+        self.queue(key, Some(entry), Write::Put { expires_at, value })
     }
 
     fn remove(&self, key: KeyHash) -> StoreFuture<()> {
-        let seq = self.shared.recent.write(key, None);
-        let removed = call(&self.shared, "remove", move |conn| async move {
-            let key = key_bytes(key);
-            conn.client.execute(&conn.remove, &[&key]).await.map(drop)
-        });
-        self.answered(key, seq, removed)
+        self.queue(key, None, Write::Remove)
     }
 
     fn fill_stamp(&self) -> StoreFuture<Stamp> {
@@ -474,24 +512,133 @@ impl Store for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Tells the recent writes when the write `seq` of `key` is answered.
-    fn answered(&self, key: KeyHash, seq: u64, write: StoreFuture<()>) -> StoreFuture<()> {
-        let shared = self.shared.clone();
+    /// Hands a write to the writer, in call order: writes of one key must
+    /// reach the database in the order they were made, and a future sends
+    /// its statement only when first polled (a spawned put could overtake a
+    /// later remove). `entry` is what reads see meanwhile.
+    fn queue(&self, key: KeyHash, entry: Option<Arc<Entry>>, write: Write) -> StoreFuture<()> {
+        let seq = self.shared.recent.write(key, entry);
+        let (done, answer) = oneshot::channel();
+        let job = Job {
+            key,
+            seq,
+            write,
+            done,
+        };
+        if self.shared.writes.try_send(job).is_err() {
+            self.shared.recent.answered(key, seq, false);
+            let error = StoreError::new(StoreErrorKind::Unavailable, "the write queue is full");
+            return StoreFuture::ready(Err(error));
+        }
         StoreFuture::pending(async move {
-            let result = write.await;
-            shared.recent.answered(key, seq, result.is_ok());
-            result
+            answer
+                .await
+                .unwrap_or_else(|_| Err(unavailable("the store was dropped".to_owned())))
         })
     }
 }
 
+/// A write to make.
+enum Write {
+    Put { expires_at: i64, value: Vec<u8> },
+    Remove,
+}
+
+/// A write in the queue, with where to send its outcome.
+struct Job {
+    key: KeyHash,
+    seq: u64,
+    write: Write,
+    done: oneshot::Sender<StoreResult<()>>,
+}
+
+/// Most writes waiting for the writer; past it writes fail (and the layer
+/// serves without storing).
+const WRITE_QUEUE: usize = 4096;
+
+/// Makes the queued writes one at a time, in order.
+async fn write(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>) {
+    while let Some(job) = jobs.recv().await {
+        let key = key_bytes(job.key);
+        let result = match job.write {
+            Write::Put { expires_at, value } => {
+                call(&shared, "put", move |conn| async move {
+                    let params: [&(dyn ToSql + Sync); 3] = [&key, &expires_at, &value];
+                    conn.client.execute(&conn.put, &params).await.map(drop)
+                })
+                .await
+            }
+            Write::Remove => {
+                call(&shared, "remove", move |conn| async move {
+                    conn.client.execute(&conn.remove, &[&key]).await.map(drop)
+                })
+                .await
+            }
+        };
+        shared.recent.answered(job.key, job.seq, result.is_ok());
+        let _ = job.done.send(result);
+    }
+}
+
+/// Runs one invalidation. If it fails it may be lost (never recorded, so
+/// never seen by any instance): the connection is dropped at once and the
+/// next one is used only after invalidating everything (see [`recover`]).
+/// Until then calls fail, and requests go to the origin.
 fn invalidate(shared: &Arc<Shared>, tags: Vec<String>, mode: &'static str) -> StoreFuture<Stamp> {
     let channel = shared.channel.clone();
-    call(shared, "invalidate", move |conn| async move {
-        let params: [&(dyn ToSql + Sync); 3] = [&tags, &mode, &channel];
-        let row = conn.client.query_one(&conn.invalidate, &params).await?;
-        Ok(Stamp(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)))
+    let sent = call(shared, "invalidate", move |conn| async move {
+        run_invalidate(&conn, &tags, mode, &channel).await
+    });
+    let shared = shared.clone();
+    StoreFuture::pending(async move {
+        let result = sent.await;
+        if result.is_err() {
+            shared.lost.store(true, Ordering::Release);
+            let dropped = shared.conn.lock().unwrap_or_else(|e| e.into_inner()).take();
+            drop(dropped);
+            shared.wake.notify_one();
+        }
+        result
     })
+}
+
+async fn run_invalidate(
+    conn: &Conn,
+    tags: &Vec<String>,
+    mode: &str,
+    channel: &String,
+) -> Result<Stamp, tokio_postgres::Error> {
+    let params: [&(dyn ToSql + Sync); 3] = [tags, &mode, channel];
+    let row = conn.client.query_one(&conn.invalidate, &params).await?;
+    Ok(Stamp(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)))
+}
+
+/// Makes a new connection safe to use: if an invalidation may have been
+/// lost, invalidates everything through it first.
+async fn recover(shared: &Shared, conn: Conn) -> StoreResult<Conn> {
+    if !shared.lost.swap(false, Ordering::AcqRel) {
+        return Ok(conn);
+    }
+    let limit = shared.options.response_timeout;
+    let no_tags = Vec::new();
+    let purge = run_invalidate(&conn, &no_tags, "f", &shared.channel);
+    match tokio::time::timeout(limit, purge).await {
+        Ok(Ok(stamp)) => {
+            shared.board.invalidate_all(stamp);
+            tracing::warn!(schema = %shared.options.schema, "tagcache PostgreSQL store invalidated every entry: an earlier invalidation may have been lost");
+            Ok(conn)
+        }
+        failed => {
+            shared.lost.store(true, Ordering::Release);
+            let why = match failed {
+                Ok(Err(error)) => error.to_string(),
+                _ => format!("no answer within {limit:?}"),
+            };
+            Err(unavailable(format!(
+                "invalidating everything after a lost invalidation: {why}"
+            )))
+        }
+    }
 }
 
 /// Keeps a connection open: reconnects when asked (a call found none) or
@@ -507,14 +654,18 @@ async fn maintain(shared: Arc<Shared>) {
             continue;
         }
         let options = &shared.options;
-        match Conn::open(
+        let opened = Conn::open(
             &shared.config,
             &options.schema,
             options.connect_timeout,
             false,
         )
-        .await
-        {
+        .await;
+        let usable = match opened {
+            Ok(conn) => recover(&shared, conn).await,
+            Err(error) => Err(error),
+        };
+        match usable {
             Ok(conn) => {
                 *shared.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(conn));
                 shared.succeeded();

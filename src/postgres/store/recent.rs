@@ -4,11 +4,12 @@
 //! A `put` spawned by the layer may reach the connection after a `get`
 //! issued later; without this, the `get` could answer from before the
 //! write and the layer would refill a key it just filled. Each write is
-//! recorded here with a sequence number before its statement is sent; a
-//! read notes the sequence number when it starts and, when the database
-//! answers, prefers a recorded write made after it started or not yet
-//! answered. Every call is bounded by the response timeout, so a record
-//! can be dropped once its write has been answered for that long.
+//! recorded here before its statement is sent; a read notes when it
+//! starts and, when the database answers, prefers a recorded write that is
+//! not yet answered or was answered after the read started (the read's
+//! statement may have reached the database before the write's). Every call
+//! is bounded by the response timeout, so a record can be dropped once its
+//! write has been answered for that long.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -84,21 +85,22 @@ impl Recent {
         }
     }
 
-    /// Where a read starting now stands.
-    pub(crate) fn read_started(&self) -> u64 {
-        self.seq.load(Ordering::Acquire)
+    /// When a read starting now started.
+    pub(crate) fn read_started(&self) -> Instant {
+        Instant::now()
     }
 
     /// What a read of `key` that started at `started` answers, given what
-    /// the database said: a later or unanswered local write wins.
+    /// the database said: a local write not answered before the read
+    /// started wins.
     pub(crate) fn resolve(
         &self,
         key: KeyHash,
-        started: u64,
+        started: Instant,
         found: Option<Arc<Entry>>,
     ) -> Option<Arc<Entry>> {
         match self.records.get(&key) {
-            Some(r) if r.seq > started || r.answered_at.is_none() => r.entry.clone(),
+            Some(r) if r.answered_at.map_or(true, |at| at >= started) => r.entry.clone(),
             _ => found,
         }
     }
@@ -115,7 +117,7 @@ mod tests {
     }
 
     #[test]
-    fn a_read_prefers_writes_in_flight_or_made_after_it_started() {
+    fn a_read_prefers_writes_not_answered_before_it_started() {
         let recent = Recent::new(Duration::from_secs(60));
         let key = KeyHash(7);
         let old = Some(entry("old"));
@@ -132,12 +134,14 @@ mod tests {
             "new"
         );
         recent.answered(key, seq, true);
-        // Answered, but made after the read started: still the write.
+        // Answered after the read started: the read may have been
+        // answered from before it, so the write still wins.
         assert_eq!(
             recent.resolve(key, started, old.clone()).unwrap().body,
             "new"
         );
         // A read started after the answer trusts the database.
+        std::thread::sleep(Duration::from_millis(1));
         let later = recent.read_started();
         assert_eq!(recent.resolve(key, later, old.clone()).unwrap().body, "old");
 
