@@ -1,6 +1,7 @@
 //! The shared [`Cache`] handle, and the one place invalidations run.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -54,6 +55,10 @@ struct CacheInner {
     coalescer: Arc<Coalescer>,
     routes: Mutex<HashMap<Arc<str>, Arc<RouteMetrics>>>,
     direct: Arc<RouteMetrics>,
+    /// How many invalidation sources are out of sync right now (see
+    /// [`Cache::hold_out_of_sync`]); while it is not zero every lookup
+    /// misses.
+    out_of_sync: AtomicUsize,
 }
 
 impl std::fmt::Debug for Cache {
@@ -118,8 +123,32 @@ impl CacheBuilder {
                 coalescer: Arc::default(),
                 routes: Mutex::default(),
                 direct: Arc::new(RouteMetrics::new(DIRECT_ROUTE.into())),
+                out_of_sync: AtomicUsize::new(0),
             }),
         }
+    }
+}
+
+/// A hold on a [`Cache`] by an invalidation source that is out of sync:
+/// while it exists, every lookup misses. See [`Cache::hold_out_of_sync`].
+#[must_use = "the cache is held out of sync only while the hold exists"]
+pub struct OutOfSyncHold {
+    cache: Cache,
+}
+
+impl std::fmt::Debug for OutOfSyncHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutOfSyncHold")
+            .field("cache", &self.cache.inner.name)
+            .finish()
+    }
+}
+
+impl Drop for OutOfSyncHold {
+    fn drop(&mut self) {
+        // Release: whatever the source invalidated before dropping its hold
+        // is seen by a lookup that sees the hold gone.
+        self.cache.inner.out_of_sync.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -212,6 +241,35 @@ impl Cache {
     /// the store), for diagnostics.
     pub fn waiting_requests(&self) -> usize {
         self.inner.coalescer.waiting()
+    }
+
+    /// Declares that an invalidation source outside the store (a database
+    /// feed such as `tagcache::postgres`) may be missing invalidations: until
+    /// the returned hold is dropped, every lookup on this instance counts
+    /// every entry as invalid (a miss that is not stored), whatever the
+    /// store says. Holds from several sources add up.
+    ///
+    /// Dropping the hold does not make up for what was missed: a source
+    /// that lost invalidations first invalidates whatever they could have
+    /// reached (typically [`purge_all`](Cache::purge_all)), then drops
+    /// its hold.
+    pub fn hold_out_of_sync(&self) -> OutOfSyncHold {
+        self.inner.out_of_sync.fetch_add(1, Ordering::AcqRel);
+        OutOfSyncHold {
+            cache: self.clone(),
+        }
+    }
+
+    /// Whether some invalidation source holds this cache out of sync (see
+    /// [`hold_out_of_sync`](Cache::hold_out_of_sync)).
+    ///
+    /// On every lookup: one load. It is `Acquire` rather than `Relaxed`
+    /// so that a lookup seeing a hold released also sees what the source
+    /// invalidated before releasing it; on x86-64 both are the same plain
+    /// load.
+    #[inline]
+    pub fn is_out_of_sync(&self) -> bool {
+        self.inner.out_of_sync.load(Ordering::Acquire) != 0
     }
 
     /// The store behind this cache.

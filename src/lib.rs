@@ -61,6 +61,11 @@
 //!   while its subscription is down it treats every entry as a miss rather
 //!   than risk a stale hit. A [`TieredStore`]'s local copies follow the same
 //!   rule.
+//! * Invalidations made in the database (feature `postgres`, module
+//!   `tagcache::postgres`) reach a cache when their notification arrives,
+//!   after the transaction committed; while the listener's session is down
+//!   every lookup misses, and everything filled before it came back is
+//!   invalidated.
 //! * Coalescing across instances needs Redis to answer: while it is down
 //!   (or its circuit breaker is open) each instance coalesces only its own
 //!   requests, sharing the leader's response (which cannot be stored) with
@@ -98,12 +103,14 @@ mod extract;
 pub mod invalidate;
 pub mod layer;
 pub mod metrics;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod semantics;
 pub mod stamp;
 pub mod store;
 mod tags;
 
-pub use cache::{Cache, CacheBuilder, DIRECT_ROUTE};
+pub use cache::{Cache, CacheBuilder, OutOfSyncHold, DIRECT_ROUTE};
 pub use entry::{Entry, KeyHash, Tag};
 pub use extract::MissingCache;
 pub use invalidate::InvalidateLayer;

@@ -13,7 +13,11 @@
 //! `tagcache_store_seconds{op}` (`op` is `get`, `put`, `stamp`, `invalidate`
 //! or `lease`); every one carries `route`. The Redis store
 //! adds `tagcache_redis_corrupt_entries_total` (stored values that did not
-//! decode and were treated as misses).
+//! decode and were treated as misses). The PostgreSQL listener (feature
+//! `postgres`) counts its invalidations under the route `postgres` and adds
+//! `tagcache_pg_notifications_total`, `tagcache_pg_rejected_notifications_total`,
+//! `tagcache_pg_listener_resyncs_total` and the gauge
+//! `tagcache_pg_listener_in_sync`, each labelled `channel`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

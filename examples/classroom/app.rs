@@ -9,12 +9,19 @@
 mod auth;
 #[path = "data.rs"]
 mod data;
+#[path = "database.rs"]
+mod database;
 #[path = "errors.rs"]
 mod errors;
 #[path = "extract.rs"]
 mod extract;
 #[path = "origin.rs"]
 mod origin;
+// Test binaries that include this file may serve only the in-memory app.
+#[cfg(feature = "postgres")]
+#[cfg_attr(test, allow(dead_code))]
+#[path = "pg.rs"]
+mod pg;
 #[path = "routes.rs"]
 mod routes;
 #[path = "stats.rs"]
@@ -32,9 +39,12 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tagcache::Cache;
 
-use data::Db;
+pub use database::Database;
 use errors::ApiError;
 use origin::{route, Origin};
+#[cfg(feature = "postgres")]
+#[cfg_attr(test, allow(unused_imports))]
+pub use pg::PgDb;
 
 /// Longest path and query accepted; longer requests get a JSON 414 before
 /// any routing, extraction or caching happens.
@@ -56,21 +66,28 @@ pub struct AppConfig {
 /// The state every handler gets.
 #[derive(Clone)]
 pub struct AppState {
-    db: Arc<Db>,
+    db: Database,
     origin: Arc<Origin>,
     cache: Cache,
     metrics: Option<PrometheusHandle>,
 }
 
-/// Builds the app over a freshly seeded database.
+/// Builds the app over a freshly seeded in-memory database (what the
+/// tests serve; the binary chooses its database and calls [`router_over`]).
+#[allow(dead_code)]
 pub fn router(config: AppConfig) -> Router {
+    router_over(config, Database::memory())
+}
+
+/// Builds the app over `db`.
+pub fn router_over(config: AppConfig, db: Database) -> Router {
     let AppConfig {
         origin_delay,
         cache,
         metrics,
     } = config;
     let state = AppState {
-        db: Arc::new(Db::seeded()),
+        db,
         origin: Arc::new(Origin {
             calls: Default::default(),
             delay: origin_delay,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// Usage text, printed for `--help` and after a bad flag.
 pub const USAGE: &str = "\
-usage: classroom [--listen ADDR] [--origin-delay-ms MS] [--redis URL [--local-tier]]
+usage: classroom [--listen ADDR] [--origin-delay-ms MS] [--redis URL [--local-tier]] [--database URL]
 
   --listen ADDR          address to serve on (default 127.0.0.1:3000; port 0 picks a free one)
   --origin-delay-ms MS   how long every cached GET handler takes (default 20)
@@ -14,6 +14,8 @@ usage: classroom [--listen ADDR] [--origin-delay-ms MS] [--redis URL [--local-ti
   --local-tier           with --redis: keep recent entries in this process too
                          (hits without a round trip; other instances' writes
                          reach it as fast as their invalidations do)
+  --database URL         keep the data in PostgreSQL (postgres://user@host/db), whose
+                         triggers invalidate the cache (needs --features postgres)
   -h, --help             print this help";
 
 /// The options.
@@ -27,6 +29,8 @@ pub struct Args {
     pub redis: Option<String>,
     /// Whether a local in-memory tier sits in front of Redis.
     pub local_tier: bool,
+    /// PostgreSQL URL, if the data should live there.
+    pub database: Option<String>,
 }
 
 /// What the command line asked for.
@@ -49,6 +53,7 @@ where
         origin_delay: Duration::from_millis(20),
         redis: None,
         local_tier: false,
+        database: None,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -84,6 +89,7 @@ where
             }
             "--redis" => parsed.redis = Some(value()?),
             "--local-tier" if inline.is_none() => parsed.local_tier = true,
+            "--database" => parsed.database = Some(value()?),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example classroom -- --listen 127.0.0.1:3000 --origin-delay-ms 20
+//! cargo run --release --features postgres --example classroom -- --database postgres://postgres@127.0.0.1/postgres
 //! ```
 //!
 //! Every cached GET handler sleeps `--origin-delay-ms` after reading its
@@ -19,7 +20,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tagcache::Cache;
 use tokio::net::TcpListener;
 
-use app::AppConfig;
+use app::{AppConfig, Database};
 use args::{Args, Command};
 
 /// Chooses and builds the response store. The only place that knows which
@@ -58,6 +59,48 @@ async fn build_cache(args: &Args) -> Result<Cache, String> {
     }
 }
 
+/// What keeps the data, and what must live as long as the server for it
+/// to work (the PostgreSQL listener).
+struct Data {
+    db: Database,
+    /// Dropping it would stop the invalidations from the database.
+    #[cfg(feature = "postgres")]
+    _listener: Option<tagcache::postgres::PgInvalidations>,
+}
+
+/// Chooses the database: in memory, or PostgreSQL with a listener that
+/// applies its triggers' invalidations to `cache`.
+#[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+async fn open_data(args: &Args, cache: &Cache) -> Result<Data, String> {
+    match &args.database {
+        None => Ok(Data {
+            db: Database::memory(),
+            #[cfg(feature = "postgres")]
+            _listener: None,
+        }),
+        #[cfg(feature = "postgres")]
+        Some(url) => {
+            use tagcache::postgres::{PgInvalidations, PgListenerConfig};
+            let db = app::PgDb::connect(url)
+                .await
+                .map_err(|e| format!("cannot use PostgreSQL at {url}: {e}"))?;
+            let config =
+                PgListenerConfig::from_url(url).map_err(|e| format!("--database {url}: {e}"))?;
+            let listener = PgInvalidations::listen(cache, config);
+            eprintln!("classroom: data in PostgreSQL (schema `classroom`); its triggers invalidate the cache");
+            Ok(Data {
+                db: Database::Postgres(std::sync::Arc::new(db)),
+                _listener: Some(listener),
+            })
+        }
+        #[cfg(not(feature = "postgres"))]
+        Some(_) => Err(
+            "PostgreSQL support needs `--features postgres`; this build keeps its data in memory"
+                .to_owned(),
+        ),
+    }
+}
+
 /// Installs the global Prometheus recorder, with the periodic upkeep that
 /// the handle leaves to its owner (it drains histogram samples).
 fn install_metrics() -> Result<PrometheusHandle, String> {
@@ -76,13 +119,18 @@ fn install_metrics() -> Result<PrometheusHandle, String> {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let cache = build_cache(&args).await?;
+    // The recorder first, so that it sees everything the rest registers.
     let metrics = install_metrics()?;
-    let app = app::router(AppConfig {
-        origin_delay: args.origin_delay,
-        cache,
-        metrics: Some(metrics),
-    });
+    let cache = build_cache(&args).await?;
+    let data = open_data(&args, &cache).await?;
+    let app = app::router_over(
+        AppConfig {
+            origin_delay: args.origin_delay,
+            cache,
+            metrics: Some(metrics),
+        },
+        data.db.clone(),
+    );
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;

@@ -74,7 +74,7 @@ pub async fn session_list(
     ApiPath(teacher_id): ApiPath<u32>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<(Tags, Json<SessionList>)> {
-    let read = app.db.sessions_of(teacher_id, query.status);
+    let read = app.db.sessions_of(teacher_id, query.status).await?;
     let sessions = app
         .origin
         .answer(route::SESSION_LIST, read)
@@ -94,7 +94,7 @@ pub async fn session_detail(
     State(app): State<AppState>,
     ApiPath(session_id): ApiPath<u64>,
 ) -> ApiResult<(Tags, Json<Session>)> {
-    let read = app.db.session(session_id);
+    let read = app.db.session(session_id).await?;
     let session = app
         .origin
         .answer(route::SESSION_DETAIL, read)
@@ -112,6 +112,7 @@ pub async fn my_sessions(
         Principal::Teacher(teacher_id) => app
             .db
             .sessions_of(teacher_id, None)
+            .await?
             .map(|sessions| (teacher_id, sessions))
             .ok_or_else(|| unknown_teacher(teacher_id)),
         Principal::Admin => Err(ApiError::forbidden(
@@ -133,7 +134,7 @@ pub async fn teacher_dashboard(
     State(app): State<AppState>,
     ApiPath(teacher_id): ApiPath<u32>,
 ) -> ApiResult<(Tags, Json<TeacherCounts>)> {
-    let read = app.db.teacher_counts(teacher_id);
+    let read = app.db.teacher_counts(teacher_id).await?;
     let counts = app
         .origin
         .answer(route::TEACHER_DASHBOARD, read)
@@ -148,7 +149,7 @@ pub async fn admin_dashboard(
     principal: Principal,
 ) -> ApiResult<Json<Totals>> {
     let read = match principal {
-        Principal::Admin => Ok(app.db.totals()),
+        Principal::Admin => Ok(app.db.totals().await?),
         Principal::Teacher(_) => Err(ApiError::forbidden("administrators only")),
     };
     let totals = app.origin.answer(route::ADMIN_DASHBOARD, read).await?;
@@ -164,6 +165,7 @@ pub async fn create_session(
     let session = app
         .db
         .create(teacher_id, new.title)
+        .await?
         .ok_or_else(|| unknown_teacher(teacher_id))?;
     Ok((StatusCode::CREATED, session_tags(&session), Json(session)))
 }
@@ -177,6 +179,7 @@ pub async fn update_session(
     let session = app
         .db
         .update(session_id, change.title, change.status)
+        .await?
         .ok_or_else(|| unknown_session(session_id))?;
     Ok((session_tags(&session), Json(session)))
 }
@@ -189,6 +192,7 @@ pub async fn delete_session(
     let session = app
         .db
         .delete(session_id)
+        .await?
         .ok_or_else(|| unknown_session(session_id))?;
     Ok((session_tags(&session), StatusCode::NO_CONTENT))
 }

@@ -147,11 +147,10 @@ impl CacheRoute {
         if let Err(kind) = selector.selects(&entry) {
             return Verdict::Miss(kind);
         }
-        let store = self.cache.store();
         verdict::judge(
             entry.clone(),
-            store.validity(&entry),
-            store.max_entry_life(),
+            self.validity(&entry),
+            self.cache.store().max_entry_life(),
             now,
         )
     }
@@ -160,7 +159,8 @@ impl CacheRoute {
     /// leader could not store (no fill stamp, so the tag stamps cannot
     /// judge it): only if it is for this request (key, identity, `Vary`)
     /// and nothing known here was invalidated since the leader's origin
-    /// call began (the store's invalidation generation is unchanged).
+    /// call began (the store's invalidation generation is unchanged), and
+    /// no invalidation source is out of sync.
     pub(crate) fn takes_unstored(
         &self,
         entry: &Entry,
@@ -168,11 +168,20 @@ impl CacheRoute {
         selector: &Selector<'_>,
     ) -> bool {
         selector.selects(entry).is_ok()
+            && !self.cache.is_out_of_sync()
             && self.cache.store().invalidation_generation() == Some(generation)
     }
 
-    /// What the tag stamps say of `entry` now.
+    /// What the tag stamps say of `entry` now. Every check of an entry
+    /// (lookup, stale windows, storing a fill) comes through here.
+    #[inline]
     pub(crate) fn validity(&self, entry: &Entry) -> Validity {
+        // An invalidation source that may have missed invalidations (a
+        // database feed that is down) makes every entry invalid until it
+        // has caught up: a miss rather than a possibly stale hit.
+        if self.cache.is_out_of_sync() {
+            return Validity::Invalid;
+        }
         self.cache.store().validity(entry)
     }
 

@@ -114,6 +114,9 @@ pub async fn example_binary() -> PathBuf {
         if cfg!(feature = "redis") {
             build.args(["--features", "redis"]);
         }
+        if cfg!(feature = "postgres") {
+            build.args(["--features", "postgres"]);
+        }
         let status = within_for(
             BUILD_DEADLINE,
             "cargo build --example classroom never finished",

@@ -9,6 +9,7 @@
 //!   HTTP.
 //! * [`classroom`]: what the classroom example's tests add to that.
 //! * [`redis_server`]: real `redis-server` processes and a Redis Cluster.
+//! * [`postgres_server`]: real PostgreSQL servers, one per test.
 //! * [`stores`]: the stores the tests build over them, and a test store.
 //!
 //! No binary uses every helper, hence the `allow`.
@@ -19,5 +20,6 @@ pub mod classroom;
 pub mod deadline;
 pub mod harness;
 pub mod http;
+pub mod postgres_server;
 pub mod redis_server;
 pub mod stores;
