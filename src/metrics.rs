@@ -99,8 +99,10 @@ pub(crate) struct RouteMetrics {
     stale: AtomicU64,
     collapsed: AtomicU64,
     passes: AtomicU64,
-    bypasses: AtomicU64,
-    not_stored: AtomicU64,
+    /// By reason, in the order of `BypassReason::ALL`.
+    bypasses: [AtomicU64; BypassReason::ALL.len()],
+    /// By reason, in the order of `NotStoredReason::ALL`.
+    not_stored: [AtomicU64; NotStoredReason::ALL.len()],
     invalidations: AtomicU64,
     store_errors: AtomicU64,
     handles: OnceLock<Handles>,
@@ -115,8 +117,8 @@ impl RouteMetrics {
             stale: AtomicU64::new(0),
             collapsed: AtomicU64::new(0),
             passes: AtomicU64::new(0),
-            bypasses: AtomicU64::new(0),
-            not_stored: AtomicU64::new(0),
+            bypasses: Default::default(),
+            not_stored: Default::default(),
             invalidations: AtomicU64::new(0),
             store_errors: AtomicU64::new(0),
             handles: OnceLock::new(),
@@ -159,20 +161,20 @@ impl RouteMetrics {
     }
 
     pub(crate) fn bypass(&self, reason: BypassReason) {
-        self.bypasses.fetch_add(1, Ordering::Relaxed);
         let index = BypassReason::ALL
             .iter()
             .position(|r| *r == reason)
             .unwrap_or(0);
+        self.bypasses[index].fetch_add(1, Ordering::Relaxed);
         self.handles().bypass[index].increment(1);
     }
 
     pub(crate) fn not_stored(&self, reason: NotStoredReason) {
-        self.not_stored.fetch_add(1, Ordering::Relaxed);
         let index = NotStoredReason::ALL
             .iter()
             .position(|r| *r == reason)
             .unwrap_or(0);
+        self.not_stored[index].fetch_add(1, Ordering::Relaxed);
         self.handles().not_stored[index].increment(1);
     }
 
@@ -190,6 +192,23 @@ impl RouteMetrics {
         self.handles().store_seconds[op as usize].record(elapsed.as_secs_f64());
     }
 
+    /// Bypasses so far, by reason (every reason, zeros included).
+    pub(crate) fn bypasses_by_reason(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        BypassReason::ALL
+            .iter()
+            .zip(&self.bypasses)
+            .map(|(reason, count)| (reason.as_str(), count.load(Ordering::Relaxed)))
+    }
+
+    /// Responses not stored so far, by reason (every reason, zeros
+    /// included).
+    pub(crate) fn not_stored_by_reason(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        NotStoredReason::ALL
+            .iter()
+            .zip(&self.not_stored)
+            .map(|(reason, count)| (reason.as_str(), count.load(Ordering::Relaxed)))
+    }
+
     pub(crate) fn snapshot(&self) -> RouteStats {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let hits = load(&self.hits);
@@ -203,8 +222,8 @@ impl RouteMetrics {
             stale,
             collapsed,
             passes: load(&self.passes),
-            bypasses: load(&self.bypasses),
-            not_stored: load(&self.not_stored),
+            bypasses: self.bypasses.iter().map(load).sum(),
+            not_stored: self.not_stored.iter().map(load).sum(),
             invalidations: load(&self.invalidations),
             store_errors: load(&self.store_errors),
             hit_ratio: if served == 0 {

@@ -136,6 +136,7 @@ mod conn;
 mod feed;
 mod pending;
 mod recent;
+mod scan;
 mod scripts;
 mod view;
 
@@ -721,6 +722,17 @@ impl Store for RedisStore {
 
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    fn usage(&self) -> crate::inspect::StoreUsage {
+        scan::usage(&self.handle.shared)
+    }
+
+    fn scan(
+        &self,
+        request: crate::inspect::ScanRequest,
+    ) -> StoreFuture<crate::inspect::ScanOutcome> {
+        StoreFuture::pending(scan::scan(self.shared(), request))
     }
 }
 
