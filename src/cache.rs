@@ -199,12 +199,7 @@ impl Cache {
     /// [`query_keys`](crate::CacheLayer::query_keys), give only those
     /// parameters).
     pub async fn purge(&self, key: &str) -> StoreResult<Stamp> {
-        let mut tags = vec![key_tag(key)];
-        let normal = normalize_target(key);
-        if normal != key {
-            tags.push(key_tag(&normal));
-        }
-        let target = Target::Tags(tags, InvalidationMode::Hard);
+        let target = Target::Tags(purge_tags(key), InvalidationMode::Hard);
         self.run_invalidation(target, &self.inner.direct).await
     }
 
@@ -298,6 +293,7 @@ impl Cache {
             ..Reading::default()
         };
         let mut history = self.history();
+        let previous = history.overall.last_second();
         for metrics in routes.iter().chain([&self.inner.direct]) {
             let stats = metrics.snapshot();
             let reading = Reading {
@@ -315,11 +311,12 @@ impl Cache {
             overall.misses += reading.misses;
             overall.requests += reading.requests;
             overall.store_errors += reading.store_errors;
-            history
-                .routes
-                .entry(metrics.name().clone())
-                .or_default()
-                .push(second, reading);
+            let ring = history.routes.entry(metrics.name().clone()).or_default();
+            if let (None, Some(previous)) = (ring.last_second(), previous) {
+                // A route made since the last reading counted from zero then.
+                ring.push(previous, Reading::default());
+            }
+            ring.push(second, reading);
         }
         history.overall.push(second, overall);
         drop(history);
@@ -460,6 +457,17 @@ impl Cache {
 struct Logged {
     log: Arc<InvalidationLog>,
     source: InvalidationSource,
+}
+
+/// The tags that reach every entry stored under `key`: its implicit tag,
+/// and that of its query's normal form when it differs.
+pub(crate) fn purge_tags(key: &str) -> Vec<Tag> {
+    let mut tags = vec![key_tag(key)];
+    let normal = normalize_target(key);
+    if normal != key {
+        tags.push(key_tag(&normal));
+    }
+    tags
 }
 
 fn record_invalidation(

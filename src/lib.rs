@@ -84,6 +84,8 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 mod cache;
 mod coalesce;
 pub mod entry;

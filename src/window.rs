@@ -97,6 +97,11 @@ impl Ring {
         self.samples.push_back((second, reading));
     }
 
+    /// When the last reading was taken.
+    pub(crate) fn last_second(&self) -> Option<u64> {
+        self.samples.back().map(|(second, _)| *second)
+    }
+
     /// The counters' growth over the last `seconds` (or as much of it as
     /// is kept).
     pub(crate) fn window(&self, seconds: u64) -> Window {
