@@ -947,3 +947,28 @@ mod redis {
         .await;
     }
 }
+
+#[tokio::test]
+async fn the_store_gauges_reach_the_metrics_output() {
+    backstop(async {
+        let metrics = support::classroom::prometheus();
+        let cache = Cache::builder().cache_name("gauged").build();
+        let server = Server::serve(app(&cache, Counter::default())).await;
+        server.get("/items/1").await;
+        server.get("/items/2").await;
+        cache.invalidate(["a", "b", "c"]).await.unwrap();
+        let line = |name: &str, value: &str| format!("{name}{{cache=\"gauged\"}} {value}");
+        eventually("the sampler published the store's gauges", || async {
+            let text = metrics.render();
+            text.lines().any(|l| l == line("tagcache_store_entries", "2"))
+                && text.lines().any(|l| l == line("tagcache_store_tag_stamps", "3"))
+        })
+        .await;
+        let text = metrics.render();
+        let budget = line("tagcache_store_budget_bytes", &(64u64 * 1024 * 1024).to_string());
+        assert!(text.lines().any(|l| l == budget), "{text}");
+        assert!(text.lines().any(|l| l == line("tagcache_store_evictions_total", "0")), "{text}");
+        assert!(text.lines().any(|l| l.starts_with("tagcache_store_bytes{cache=\"gauged\"} ")), "{text}");
+    })
+    .await;
+}
