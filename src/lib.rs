@@ -99,6 +99,7 @@ pub mod semantics;
 pub mod stamp;
 pub mod store;
 mod tags;
+pub mod warm;
 mod window;
 
 pub use cache::{Cache, CacheBuilder, ADMIN_ROUTE, DIRECT_ROUTE};
@@ -115,6 +116,7 @@ pub use store::{
 #[cfg(feature = "redis")]
 pub use store::{RedisStore, RedisStoreBuilder};
 pub use tags::Tags;
+pub use warm::{WarmOutcome, WarmReport, Warmer};
 
 /// Compiles the README's examples as doc tests.
 #[cfg(doctest)]

@@ -960,15 +960,131 @@ async fn the_store_gauges_reach_the_metrics_output() {
         let line = |name: &str, value: &str| format!("{name}{{cache=\"gauged\"}} {value}");
         eventually("the sampler published the store's gauges", || async {
             let text = metrics.render();
-            text.lines().any(|l| l == line("tagcache_store_entries", "2"))
-                && text.lines().any(|l| l == line("tagcache_store_tag_stamps", "3"))
+            text.lines()
+                .any(|l| l == line("tagcache_store_entries", "2"))
+                && text
+                    .lines()
+                    .any(|l| l == line("tagcache_store_tag_stamps", "3"))
         })
         .await;
         let text = metrics.render();
-        let budget = line("tagcache_store_budget_bytes", &(64u64 * 1024 * 1024).to_string());
+        let budget = line(
+            "tagcache_store_budget_bytes",
+            &(64u64 * 1024 * 1024).to_string(),
+        );
         assert!(text.lines().any(|l| l == budget), "{text}");
-        assert!(text.lines().any(|l| l == line("tagcache_store_evictions_total", "0")), "{text}");
-        assert!(text.lines().any(|l| l.starts_with("tagcache_store_bytes{cache=\"gauged\"} ")), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l == line("tagcache_store_evictions_total", "0")),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("tagcache_store_bytes{cache=\"gauged\"} ")),
+            "{text}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn warm_fills_through_the_app_one_warm_at_a_time() {
+    backstop(async {
+        use support::harness::Gate;
+        use tagcache::admin::WarmTarget;
+
+        let cache = Cache::default();
+        let origin = Counter::default();
+        let gate = Gate::default();
+        let target = WarmTarget::new();
+        let slow = {
+            let gate = gate.clone();
+            move || {
+                let gate = gate.clone();
+                async move {
+                    gate.pass().await;
+                    "slow"
+                }
+            }
+        };
+        let admin = cache
+            .admin()
+            .bearer_token(TOKEN)
+            .warm_target(target.clone())
+            .build()
+            .unwrap();
+        let app = app(&cache, origin.clone())
+            .route("/slow", get(slow).route_layer(cache.layer("slow")))
+            .nest("/ops", admin);
+        assert!(target.set(app.clone()));
+        assert!(!target.set(app.clone()), "the first router stays");
+        let server = Server::serve(app).await;
+        let warm = |body: String| {
+            let server = &server;
+            async move {
+                server
+                    .send(Method::POST, "/ops/warm", Some(TOKEN), Some(&body))
+                    .await
+            }
+        };
+
+        let report = warm(r#"{"paths": ["/items/1", "/items/2", "/items/1"]}"#.into()).await;
+        assert_eq!(report.status, StatusCode::OK, "{}", report.text());
+        let report = report.json();
+        assert_eq!(report["filled"].as_array().unwrap().len(), 2, "{report}");
+        assert_eq!(
+            report["already_fresh"].as_array().unwrap().len()
+                + report["filled"].as_array().unwrap().len(),
+            3,
+            "{report}"
+        );
+        assert_eq!(origin.get(), 2);
+        // Warmed for the host the operator used, which clients use too.
+        assert!(server.get("/items/1").await.is_hit());
+        assert!(server.get("/items/2").await.is_hit());
+        assert_eq!(origin.get(), 2);
+
+        // One warm at a time.
+        let first = {
+            let addr = server.addr;
+            support::deadline::spawn("the first warm never answered", async move {
+                Server::connect(addr)
+                    .send(
+                        Method::POST,
+                        "/ops/warm",
+                        Some(TOKEN),
+                        Some(r#"{"paths": ["/slow"]}"#),
+                    )
+                    .await
+            })
+        };
+        gate.arrived(1).await;
+        let second = warm(r#"{"paths": ["/items/3"]}"#.into()).await;
+        error(&second, StatusCode::CONFLICT, "warm_running");
+        gate.open();
+        let first = first.await.expect("first warm");
+        assert_eq!(first.status, StatusCode::OK);
+        assert_eq!(first.json()["filled"], json!(["/slow"]));
+        let third = warm(r#"{"paths": ["/items/3"]}"#.into()).await;
+        assert_eq!(third.json()["filled"], json!(["/items/3"]));
+
+        let too_many =
+            json!({ "paths": (0..101).map(|i| format!("/items/{i}")).collect::<Vec<_>>() });
+        for bad in [
+            r#"{"paths": []}"#.to_owned(),
+            r#"{"paths": ["items/1"]}"#.to_owned(),
+            r#"{"paths": ["/a b"]}"#.to_owned(),
+            r#"{"paths": "/items/1"}"#.to_owned(),
+            too_many.to_string(),
+        ] {
+            error(&warm(bad).await, StatusCode::BAD_REQUEST, "bad_request");
+        }
+        // Without a target, warming is not available.
+        let (plain, _cache, _) = start().await;
+        let reply = plain
+            .admin_post("/warm", r#"{"paths": ["/items/1"]}"#)
+            .await;
+        error(&reply, StatusCode::NOT_IMPLEMENTED, "not_supported");
     })
     .await;
 }

@@ -53,6 +53,10 @@
 //!      -d '{"confirm": "classroom"}' http://127.0.0.1:3000/admin/cache/purge-all
 //! # the last invalidations: when, tags, kind, source
 //! curl -s -H "authorization: Bearer $T" 'http://127.0.0.1:3000/admin/cache/invalidations?limit=20'
+//! # warm paths through the application's router (needs a WarmTarget;
+//! # at most 100 paths, one warm at a time: 409 while one runs)
+//! curl -s -H "authorization: Bearer $T" -H 'content-type: application/json' \
+//!      -d '{"paths": ["/api/teachers/7/sessions"]}' http://127.0.0.1:3000/admin/cache/warm
 //! # health: 200 healthy or degraded, 503 unhealthy, with every check (see
 //! # HealthOptions for the checks and their thresholds)
 //! curl -s -H "authorization: Bearer $T" http://127.0.0.1:3000/admin/cache/health
@@ -70,6 +74,7 @@ mod health;
 mod limits;
 mod purge;
 mod stats;
+mod warm;
 
 use std::fmt;
 use std::sync::Arc;
@@ -88,6 +93,7 @@ pub use health::HealthOptions;
 pub use limits::{
     MAX_CURSOR_BYTES, MAX_KEY_BYTES, MAX_ROUTE_BYTES, MAX_TAGS_PER_CALL, MAX_TAG_BYTES,
 };
+pub use warm::{WarmTarget, MAX_WARM_PATHS};
 
 /// Builds the admin router of one [`Cache`]. Made with [`Cache::admin`].
 #[must_use = "an Admin does nothing until built into a Router"]
@@ -96,6 +102,7 @@ pub struct Admin {
     auth: Option<Auth>,
     problem: Option<String>,
     health: HealthOptions,
+    warm: WarmTarget,
 }
 
 impl fmt::Debug for Admin {
@@ -133,6 +140,7 @@ impl std::error::Error for AdminError {}
 pub(crate) struct AdminState {
     pub(crate) cache: Cache,
     pub(crate) health: Arc<HealthOptions>,
+    pub(crate) warm: WarmTarget,
 }
 
 impl Cache {
@@ -144,6 +152,7 @@ impl Cache {
             auth: None,
             problem: None,
             health: HealthOptions::default(),
+            warm: WarmTarget::default(),
         }
     }
 }
@@ -184,6 +193,13 @@ impl Admin {
         self
     }
 
+    /// Where `POST /warm` sends its requests: the application's router,
+    /// set once built (see [`WarmTarget`]). Without it `/warm` answers 501.
+    pub fn warm_target(mut self, target: WarmTarget) -> Self {
+        self.warm = target;
+        self
+    }
+
     fn state(&self) -> AdminState {
         // The windows and gauges need the sampler; starting it twice is a
         // no-op.
@@ -191,6 +207,7 @@ impl Admin {
         AdminState {
             cache: self.cache.clone(),
             health: Arc::new(self.health.clone()),
+            warm: self.warm.clone(),
         }
     }
 
@@ -223,6 +240,7 @@ impl Admin {
             .route("/purge-all", post(purge::purge_all))
             .route("/invalidations", get(purge::log))
             .route("/health", get(health::detailed))
+            .route("/warm", post(warm::warm))
             .fallback(errors::not_found)
             .method_not_allowed_fallback(errors::method_not_allowed)
             .with_state(state)
