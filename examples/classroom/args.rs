@@ -6,11 +6,14 @@ use std::time::Duration;
 
 /// Usage text, printed for `--help` and after a bad flag.
 pub const USAGE: &str = "\
-usage: classroom [--listen ADDR] [--origin-delay-ms MS] [--redis URL]
+usage: classroom [--listen ADDR] [--origin-delay-ms MS] [--redis URL] [--admin-token TOKEN] [--warm]
 
   --listen ADDR          address to serve on (default 127.0.0.1:3000; port 0 picks a free one)
   --origin-delay-ms MS   how long every cached GET handler takes (default 20)
   --redis URL            store responses in Redis (also read from REDIS_URL)
+  --admin-token TOKEN    bearer token of the cache admin API and dashboard at /admin/cache/
+                         (also read from CLASSROOM_ADMIN_TOKEN; default: a random one, printed)
+  --warm                 fill every teacher's session list and dashboard before serving
   -h, --help             print this help";
 
 /// The options.
@@ -22,6 +25,10 @@ pub struct Args {
     pub origin_delay: Duration,
     /// Redis URL, if responses should be stored there.
     pub redis: Option<String>,
+    /// The admin API's token, if given (otherwise a random one is made).
+    pub admin_token: Option<String>,
+    /// Whether to warm the cache before serving.
+    pub warm: bool,
 }
 
 /// What the command line asked for.
@@ -33,9 +40,18 @@ pub enum Command {
     Help,
 }
 
-/// Parses the arguments (without the program name). `redis_env` is
-/// `REDIS_URL`, used when `--redis` is absent.
-pub fn parse<I>(args: I, redis_env: Option<String>) -> Result<Command, String>
+/// What the environment may set.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    /// `REDIS_URL`, used when `--redis` is absent.
+    pub redis_url: Option<String>,
+    /// `CLASSROOM_ADMIN_TOKEN`, used when `--admin-token` is absent.
+    pub admin_token: Option<String>,
+}
+
+/// Parses the arguments (without the program name), with `env` for what
+/// they leave out.
+pub fn parse<I>(args: I, env: Env) -> Result<Command, String>
 where
     I: IntoIterator<Item = String>,
 {
@@ -43,6 +59,8 @@ where
         listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
         origin_delay: Duration::from_millis(20),
         redis: None,
+        admin_token: None,
+        warm: false,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -55,6 +73,10 @@ where
         };
         if flag == "-h" || flag == "--help" {
             return Ok(Command::Help);
+        }
+        if flag == "--warm" {
+            parsed.warm = true;
+            continue;
         }
         let mut value = || {
             inline
@@ -77,11 +99,15 @@ where
                 parsed.origin_delay = Duration::from_millis(ms);
             }
             "--redis" => parsed.redis = Some(value()?),
+            "--admin-token" => parsed.admin_token = Some(value()?),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     if parsed.redis.is_none() {
-        parsed.redis = redis_env.filter(|url| !url.is_empty());
+        parsed.redis = env.redis_url.filter(|url| !url.is_empty());
+    }
+    if parsed.admin_token.is_none() {
+        parsed.admin_token = env.admin_token.filter(|token| !token.is_empty());
     }
     Ok(Command::Run(parsed))
 }
