@@ -110,7 +110,7 @@ async fn run(args: Args) -> Result<(), String> {
         );
     }
     eprintln!(
-        "classroom: cache dashboard at http://{addr}{}/",
+        "classroom: cache dashboard at http://{addr}{}",
         app::ADMIN_PATH
     );
     if generated {

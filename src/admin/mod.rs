@@ -28,6 +28,15 @@
 //! # }
 //! ```
 //!
+//! # Dashboard
+//!
+//! `GET /` of the router (no credentials needed: it holds no data) is a
+//! dashboard page: health, per-route statistics, a live chart, memory,
+//! recent invalidations, forms to invalidate, purge a key or everything,
+//! and an entries browser. It asks for the token once and keeps it in the
+//! tab's `sessionStorage`. Open it at the router's path
+//! (`http://127.0.0.1:3000/admin/cache`).
+//!
 //! # Endpoints
 //!
 //! With `T` the token and the router nested at `/admin/cache`:
@@ -72,6 +81,7 @@ mod entries;
 mod errors;
 mod health;
 mod limits;
+mod page;
 mod purge;
 mod stats;
 mod warm;
@@ -244,9 +254,13 @@ impl Admin {
             .fallback(errors::not_found)
             .method_not_allowed_fallback(errors::method_not_allowed)
             .with_state(state)
-            .layer(axum::middleware::from_fn_with_state(auth, auth::require))
-            .layer(axum::middleware::map_response(errors::no_store));
-        Ok(api.with_state(()))
+            .layer(axum::middleware::from_fn_with_state(auth, auth::require));
+        // The page holds no data and must load before the token is known.
+        let page = Router::new().route("/", get(page::page));
+        Ok(page
+            .merge(api)
+            .layer(axum::middleware::map_response(errors::no_store))
+            .with_state(()))
     }
 
     /// A router answering `GET /` with the health status alone
