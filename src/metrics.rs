@@ -12,6 +12,13 @@
 //! `tagcache_store_seconds{op}`; every one carries `route`. The Redis store
 //! adds `tagcache_redis_corrupt_entries_total` (stored values that did not
 //! decode and were treated as misses).
+//!
+//! Once [`Cache::track_history`](crate::Cache::track_history) runs (the
+//! admin router starts it), the store's state is published once a second,
+//! labelled `cache`: the gauges `tagcache_store_entries`,
+//! `tagcache_store_bytes`, `tagcache_store_budget_bytes`,
+//! `tagcache_store_tag_stamps`, and the counter
+//! `tagcache_store_evictions_total` (each when the store can tell).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

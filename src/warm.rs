@@ -248,7 +248,11 @@ impl<S> Warmer<S> {
     }
 }
 
-/// The outcome a `Cache-Status` member of this cache says.
+/// The outcome a `Cache-Status` member of this cache says. One case is
+/// ambiguous in the header itself: a streamed response (no
+/// `Content-Length`, so whether it fits is known only at its end) that
+/// missed because of an invalidation reads like a response not stored
+/// because of one (`detail=invalidated`); it is reported as not storable.
 fn judge(member: &str) -> WarmOutcome {
     let params: Vec<&str> = member.split(';').skip(1).map(str::trim).collect();
     let has = |name: &str| params.contains(&name);
@@ -325,9 +329,11 @@ mod tests {
             WarmOutcome::NotStorable("store-error".into())
         );
         // Recorded, with the fit known only at the end.
+        assert_eq!(judge("c; fwd=uri-miss"), WarmOutcome::Filled);
+        // Not stored because an invalidation landed during the fill.
         assert_eq!(
             judge("c; fwd=miss; detail=invalidated"),
-            WarmOutcome::Filled
+            WarmOutcome::NotStorable("invalidated".into())
         );
     }
 }

@@ -1088,3 +1088,32 @@ async fn warm_fills_through_the_app_one_warm_at_a_time() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_dashboard_page_loads_without_credentials_and_loads_nothing_else() {
+    backstop(async {
+        let (server, _cache, _) = start().await;
+        let page = server.get(ADMIN).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
+        let policy = page.headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            policy.starts_with("default-src 'none'") && policy.contains("connect-src 'self'"),
+            "{policy}"
+        );
+        assert_eq!(page.headers["cache-control"], "no-store");
+        let html = page.text();
+        assert!(html.contains("<svg id=\"chart\"") && html.contains("sessionStorage"));
+        // Self-contained: nothing fetched from another origin.
+        for external in ["http://", "https://", "src=\"//", "href=\"//"] {
+            assert!(!html.contains(external), "the page refers to {external}");
+        }
+        // It holds no data, and the API behind it still needs the token.
+        assert!(!html.contains(TOKEN));
+        assert_eq!(
+            server.get(&format!("{ADMIN}/stats")).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    })
+    .await;
+}
