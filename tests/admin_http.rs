@@ -406,6 +406,7 @@ async fn one_key_shows_every_variant_without_identities() {
         );
         let variants = body["variants"].as_array().unwrap();
         assert_eq!(variants.len(), 2, "{body}");
+        assert_eq!(body["complete"], true);
         assert!(variants.iter().all(|v| v["per_user"] == true));
         let mut langs: Vec<&str> = variants
             .iter()

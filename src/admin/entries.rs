@@ -224,10 +224,15 @@ pub(crate) struct Variants {
     route: String,
     key: String,
     variants: Vec<Shown>,
+    /// `false` when the walk stopped at its bound before the end of the
+    /// store: more variants may exist.
+    complete: bool,
 }
 
 /// `GET /entry?route=&key=`: every variant stored under the key (one per
 /// set of selecting header values, one per identity on a per-user route).
+/// The store is walked for them, at most [`MAX_STORE_PAGES`] pages: the
+/// whole of a memory store, about 5 000 keys of a Redis one.
 pub(crate) async fn one(
     State(state): State<AdminState>,
     query: Result<Query<EntryQuery>, axum::extract::rejection::QueryRejection>,
@@ -253,14 +258,20 @@ pub(crate) async fn one(
         .filter(|(_, entry)| *entry.key == *key)
         .map(|(hash, entry): &(KeyHash, Arc<Entry>)| show(&state, *hash, entry, now))
         .collect();
+    let complete = page.next.is_none();
     if variants.is_empty() {
+        let searched = match complete {
+            true => "",
+            false => " (among the entries one request may walk; list /entries to go further)",
+        };
         return Err(ApiError::not_found(format!(
-            "nothing is cached under {key:?} for route {route:?}"
+            "nothing is cached under {key:?} for route {route:?}{searched}"
         )));
     }
     Ok(Json(Variants {
         route,
         key,
         variants,
+        complete,
     }))
 }

@@ -8,7 +8,9 @@
 //! is handed out as is (prefixed with `r`): it stays valid whatever is
 //! written meanwhile, and an entry present for the whole listing is
 //! returned at least once. A page may hold fewer entries than asked, or
-//! none, while more follow. Redis Cluster is not listed (each node would
+//! none, while more follow. Each call reads the values of the (at most
+//! about 100) keys it found whole, bodies included: a listing costs the
+//! size of what it walks. Redis Cluster is not listed (each node would
 //! need a walk of its own).
 
 use std::sync::Arc;
@@ -20,9 +22,12 @@ use crate::entry::KeyHash;
 use crate::inspect::{FeedState, ScanOutcome, ScanPage, ScanRequest, StoreUsage};
 use crate::store::{StoreError, StoreErrorKind, StoreResult};
 
-/// How many keys one `SCAN` call is asked to examine, at least: small
-/// pages of a sparse keyspace would otherwise take many round trips.
-const MIN_COUNT: usize = 100;
+/// Bounds on how many keys one `SCAN` call is asked to examine: at least
+/// a few, so that small pages of a sparse keyspace do not take many round
+/// trips, and at most 100, because every key found is read whole (body
+/// included) by the `MGET` that follows; larger pages take several calls.
+const MIN_COUNT: usize = 10;
+const MAX_COUNT: usize = 100;
 
 pub(super) fn usage(shared: &StoreState) -> StoreUsage {
     let breaker_open = shared.breaker.is_open();
@@ -80,7 +85,7 @@ pub(super) async fn scan(
         .arg("MATCH")
         .arg(entry_pattern(&shared.keys.entry_prefix))
         .arg("COUNT")
-        .arg(request.limit.max(MIN_COUNT));
+        .arg(request.limit.clamp(MIN_COUNT, MAX_COUNT));
     let (next, keys): (u64, Vec<Vec<u8>>) = shared.call("SCAN", shared.conn.query(&cmd)).await?;
     let mut entries = Vec::new();
     if !keys.is_empty() {
