@@ -868,11 +868,120 @@ async fn a_store_that_cannot_list_says_so() {
     .await;
 }
 
+#[tokio::test]
+async fn a_full_store_that_keeps_evicting_makes_the_cache_degraded() {
+    backstop(async {
+        let store = tagcache::MemoryStore::builder()
+            .max_bytes(16 * 1024)
+            .build();
+        let cache = Cache::new(store);
+        let admin = cache
+            .admin()
+            .bearer_token(TOKEN)
+            .health(tagcache::admin::HealthOptions {
+                full_fraction: 0.5,
+                max_evictions_per_second: 0.5,
+                hit_ratio_floor: 0.0,
+                ..Default::default()
+            })
+            .build()
+            .unwrap();
+        let server = Server::serve(app(&cache, Counter::default()).nest("/ops", admin)).await;
+        sampled(&server, "/ops").await;
+        let memory = |health: &Value| {
+            health["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == "memory")
+                .cloned()
+                .unwrap()
+        };
+        let before = server.get_as("/ops/health", TOKEN).await.json();
+        assert_eq!(memory(&before)["status"], "pass", "{before}");
+        for id in 0..200 {
+            server.get(&format!("/items/{id}")).await;
+        }
+        let stats = server.get_as("/ops/stats", TOKEN).await.json();
+        assert!(
+            stats["store"]["evictions"].as_u64().unwrap() > 100,
+            "{}",
+            stats["store"]
+        );
+        eventually("the health check sees the evictions", || async {
+            server.get_as("/ops/health", TOKEN).await.json()["status"] == "degraded"
+        })
+        .await;
+        let health = server.get_as("/ops/health", TOKEN).await;
+        assert_eq!(health.status, StatusCode::OK);
+        let check = memory(&health.json());
+        assert_eq!(check["status"], "warn", "{check}");
+        assert!(
+            check["detail"].as_str().unwrap().contains("evictions/s"),
+            "{check}"
+        );
+    })
+    .await;
+}
+
 #[cfg(feature = "redis")]
 mod redis {
     use super::*;
     use support::redis_server::RedisServer;
     use support::stores::{redis_store, writes_answered};
+
+    #[tokio::test]
+    async fn redis_down_is_unhealthy_and_healthy_again_once_it_is_back() {
+        let Some(mut server) = RedisServer::stopped() else {
+            return;
+        };
+        backstop(async {
+            let store = tagcache::RedisStore::builder(server.url())
+                .namespace("adminhealth")
+                .connect_timeout(Duration::from_millis(200))
+                .response_timeout(Duration::from_millis(300))
+                .build()
+                .await
+                .expect("fail-open: a store even without Redis");
+            let cache = Cache::new(store);
+            let app = Server::serve(app(&cache, Counter::default())).await;
+            // Requests are served from the origin meanwhile.
+            assert_eq!(app.get("/items/1").await.status, StatusCode::OK);
+            let down = app.admin_get("/health").await;
+            assert_eq!(
+                down.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{}",
+                down.text()
+            );
+            let down = down.json();
+            assert_eq!(down["status"], "unhealthy");
+            let feed = down["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == "feed")
+                .unwrap();
+            assert_ne!(feed["status"], "pass", "{feed}");
+            let stats = app.admin_get("/stats").await.json();
+            assert_ne!(stats["store"]["feed"], "in_sync");
+            error(
+                &app.admin_get("/entries").await,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+            );
+
+            server.restart();
+            eventually("the cache is healthy once Redis is back", || async {
+                app.admin_get("/health").await.json()["status"] == "healthy"
+            })
+            .await;
+            let stats = app.admin_get("/stats").await.json();
+            assert_eq!(stats["store"]["feed"], "in_sync");
+            assert_eq!(stats["store"]["breaker_open"], false);
+        })
+        .await;
+    }
 
     #[tokio::test]
     async fn entries_are_listed_from_redis_with_scan_never_keys() {

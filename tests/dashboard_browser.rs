@@ -267,6 +267,34 @@ async fn the_dashboard_signs_in_shows_routes_and_invalidates_from_its_forms() {
         // The entries browser lists what is cached.
         text_until(&client, "#entries tbody", |t| t.contains(list)).await;
 
+        // The chart follows live traffic: a bounded stream of requests
+        // until it has drawn several seconds of it.
+        let traffic = {
+            let addr = server.addr;
+            support::deadline::spawn("traffic", async move {
+                let client = Server::connect(addr);
+                for _ in 0..2000 {
+                    client.get("/api/teachers/2/sessions").await;
+                    client.get("/api/sessions/3").await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        eventually("the chart drew five seconds of traffic", || async {
+            let points = client
+                .execute(
+                    "const line = document.getElementById('chart-requests').getAttribute('points');\
+                     const max = Number(document.getElementById('chart-max').textContent);\
+                     return line.trim() === '' ? 0 : Math.min(line.trim().split(' ').length, max);",
+                    vec![],
+                )
+                .await
+                .expect("read the chart");
+            points.as_u64().unwrap_or(0) >= 5
+        })
+        .await;
+        traffic.abort();
+
         screenshot(&client, "dashboard-1280.png").await;
 
         // Invalidating a tag from the form: the next GET is a miss.
