@@ -1,7 +1,6 @@
 //! The shared [`Cache`] handle, and the one place invalidations run.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -68,7 +67,11 @@ struct CacheInner {
     invalidations: Arc<InvalidationLog>,
     /// Readings of the counters, kept by the sampler (see [`crate::window`]).
     history: Mutex<History>,
-    sampling: AtomicBool,
+    /// The sampler's task, while there is one.
+    sampler: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// What the history's seconds count from (one clock for every sampler
+    /// this cache ever runs).
+    created: Instant,
 }
 
 impl std::fmt::Debug for Cache {
@@ -136,7 +139,8 @@ impl CacheBuilder {
                 admin: OnceLock::new(),
                 invalidations: Arc::default(),
                 history: Mutex::default(),
-                sampling: AtomicBool::new(false),
+                sampler: Mutex::default(),
+                created: Instant::now(),
             }),
         }
     }
@@ -255,28 +259,27 @@ impl Cache {
     ///
     /// The admin router starts it; call it yourself for the gauges alone.
     /// Idempotent; needs a tokio runtime (without one it does nothing and
-    /// returns `false`). The task holds the cache weakly and ends with it.
+    /// returns `false`). The task holds the cache weakly and ends with it;
+    /// if its runtime ended first, the next call starts it again.
     pub fn track_history(&self) -> bool {
-        if self.inner.sampling.load(Ordering::Acquire) {
+        let mut sampler = self.inner.sampler.lock().unwrap_or_else(|e| e.into_inner());
+        if sampler.as_ref().is_some_and(|task| !task.is_finished()) {
             return true;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return false;
         };
-        if self.inner.sampling.swap(true, Ordering::AcqRel) {
-            return true;
-        }
         let weak: Weak<CacheInner> = Arc::downgrade(&self.inner);
-        runtime.spawn(async move {
-            let started = Instant::now();
+        *sampler = Some(runtime.spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
                 every.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
-                Cache { inner }.sample(started.elapsed().as_secs());
+                let second = inner.created.elapsed().as_secs();
+                Cache { inner }.sample(second);
             }
-        });
+        }));
         true
     }
 
@@ -284,17 +287,14 @@ impl Cache {
     /// gauges.
     fn sample(&self, second: u64) {
         let usage = self.inner.store.usage();
-        let routes: Vec<Arc<RouteMetrics>> = {
-            let routes = self.inner.routes.lock().unwrap_or_else(|e| e.into_inner());
-            routes.values().cloned().collect()
-        };
+        let routes = self.all_route_metrics();
         let mut overall = Reading {
             evictions: usage.evictions.unwrap_or(0),
             ..Reading::default()
         };
         let mut history = self.history();
         let previous = history.overall.last_second();
-        for metrics in routes.iter().chain([&self.inner.direct]) {
+        for metrics in &routes {
             let stats = metrics.snapshot();
             let reading = Reading {
                 answered: stats.hits + stats.stale + stats.collapsed,
@@ -498,5 +498,50 @@ fn record_invalidation(
             metrics.store_error(StoreOp::Invalidate);
             tracing::error!(route = %metrics.name(), ?tags, all = mode.is_none(), %error, "tagcache invalidation failed; affected entries may be served until they expire");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn readings(cache: &Cache) -> Option<u64> {
+        cache.history().overall.last_second()
+    }
+
+    /// Waits (bounded) for the sampler's first reading.
+    async fn first_reading(cache: &Cache) {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while readings(cache).is_none() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the sampler never read the counters");
+    }
+
+    #[test]
+    fn the_sampler_needs_a_runtime_and_starts_again_in_a_new_one() {
+        let cache = Cache::default();
+        assert!(!cache.track_history(), "no runtime, no sampler");
+        let first = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        first.block_on(async {
+            assert!(cache.track_history());
+            assert!(cache.track_history(), "idempotent");
+            first_reading(&cache).await;
+        });
+        drop(first);
+        cache.history().overall = Default::default();
+        let second = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        second.block_on(async {
+            assert!(cache.track_history());
+            first_reading(&cache).await;
+        });
     }
 }
