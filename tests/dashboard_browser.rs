@@ -314,6 +314,21 @@ async fn the_dashboard_signs_in_shows_routes_and_invalidates_from_its_forms() {
         })
         .await;
 
+        // Purging a key from the form: the next GET of it is a miss.
+        let detail_path = "/api/sessions/7"; // teacher 2's: untouched so far
+        server.get(detail_path).await;
+        assert_hit(
+            &server.get(detail_path).await,
+            "the detail before the purge",
+        );
+        type_into(&client, "#purge-key", detail_path).await;
+        click(&client, "#purge-submit").await;
+        text_until(&client, "#purge-result", |t| t == "Purged.").await;
+        assert_not_hit(
+            &server.get(detail_path).await,
+            "GET after the form purged the key",
+        );
+
         // Purge-all refuses without the typed confirmation.
         type_into(&client, "#purge-all-confirm", "").await;
         click(&client, "#purge-all-submit").await;
