@@ -2,21 +2,29 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use crate::coalesce::Coalescer;
 use crate::entry::Tag;
+use crate::invalidation_log::{
+    InvalidationKind, InvalidationLog, InvalidationRecord, InvalidationSource,
+};
 use crate::metrics::{CacheStats, RouteMetrics, StoreOp};
 use crate::semantics::cache_status::is_valid_cache_name;
 use crate::semantics::query::normalize_target;
 use crate::stamp::{InvalidationMode, Stamp};
 use crate::store::{MemoryStore, Store, StoreFuture, StoreResult};
 use crate::tags::{collect, key_tag};
+use crate::window::{History, Reading};
 
 /// The route name under which invalidations made directly on the
 /// [`Cache`] handle are counted.
 pub const DIRECT_ROUTE: &str = "direct";
+
+/// The route name under which invalidations made through the admin API
+/// are counted (once there was one).
+pub const ADMIN_ROUTE: &str = "admin-api";
 
 /// A cheap-to-clone handle to one response cache: its store, its in-flight
 /// origin calls and its metrics. Build layers from it, and keep a clone
@@ -59,6 +67,16 @@ struct CacheInner {
     /// [`Cache::hold_out_of_sync`]); while it is not zero every lookup
     /// misses.
     out_of_sync: AtomicUsize,
+    /// Made on the admin API's first invalidation.
+    admin: OnceLock<Arc<RouteMetrics>>,
+    invalidations: Arc<InvalidationLog>,
+    /// Readings of the counters, kept by the sampler (see [`crate::window`]).
+    history: Mutex<History>,
+    /// The sampler's task, while there is one.
+    sampler: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// What the history's seconds count from (one clock for every sampler
+    /// this cache ever runs).
+    created: Instant,
 }
 
 impl std::fmt::Debug for Cache {
@@ -124,6 +142,11 @@ impl CacheBuilder {
                 routes: Mutex::default(),
                 direct: Arc::new(RouteMetrics::new(DIRECT_ROUTE.into())),
                 out_of_sync: AtomicUsize::new(0),
+                admin: OnceLock::new(),
+                invalidations: Arc::default(),
+                history: Mutex::default(),
+                sampler: Mutex::default(),
+                created: Instant::now(),
             }),
         }
     }
@@ -209,12 +232,7 @@ impl Cache {
     /// [`query_keys`](crate::CacheLayer::query_keys), give only those
     /// parameters).
     pub async fn purge(&self, key: &str) -> StoreResult<Stamp> {
-        let mut tags = vec![key_tag(key)];
-        let normal = normalize_target(key);
-        if normal != key {
-            tags.push(key_tag(&normal));
-        }
-        let target = Target::Tags(tags, InvalidationMode::Hard);
+        let target = Target::Tags(purge_tags(key), InvalidationMode::Hard);
         self.run_invalidation(target, &self.inner.direct).await
     }
 
@@ -233,7 +251,135 @@ impl Cache {
         stats
             .routes
             .insert(DIRECT_ROUTE.to_owned(), self.inner.direct.snapshot());
+        if let Some(admin) = self.inner.admin.get() {
+            stats
+                .routes
+                .insert(ADMIN_ROUTE.to_owned(), admin.snapshot());
+        }
         stats
+    }
+
+    /// The last `limit` invalidations run on this instance (at most the
+    /// last [`KEPT_INVALIDATIONS`](crate::invalidation_log::KEPT_INVALIDATIONS)),
+    /// newest first, with who asked for each.
+    ///
+    /// ```
+    /// use tagcache::{Cache, InvalidationSource};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cache = Cache::default();
+    /// cache.invalidate(["teacher:7"]).await.unwrap();
+    /// let last = &cache.recent_invalidations(10)[0];
+    /// assert_eq!(last.tags, ["teacher:7"]);
+    /// assert_eq!(last.source, InvalidationSource::Code);
+    /// # });
+    /// ```
+    pub fn recent_invalidations(&self, limit: usize) -> Vec<InvalidationRecord> {
+        self.inner.invalidations.recent(limit)
+    }
+
+    /// Starts keeping a recent history of the counters, read once a
+    /// second off the request path (per-route hit ratios over the last
+    /// minute and five, store error and eviction rates), and publishing
+    /// the store's gauges through the `metrics` facade:
+    /// `tagcache_store_entries`, `tagcache_store_bytes`,
+    /// `tagcache_store_budget_bytes`, `tagcache_store_tag_stamps` and the
+    /// counter `tagcache_store_evictions_total`, each labelled `cache`.
+    ///
+    /// The admin router starts it; call it yourself for the gauges alone.
+    /// Idempotent; needs a tokio runtime (without one it does nothing and
+    /// returns `false`). The task holds the cache weakly and ends with it;
+    /// if its runtime ended first, the next call starts it again.
+    pub fn track_history(&self) -> bool {
+        let mut sampler = self.inner.sampler.lock().unwrap_or_else(|e| e.into_inner());
+        if sampler.as_ref().is_some_and(|task| !task.is_finished()) {
+            return true;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        let weak: Weak<CacheInner> = Arc::downgrade(&self.inner);
+        *sampler = Some(runtime.spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                every.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let second = inner.created.elapsed().as_secs();
+                Cache { inner }.sample(second);
+            }
+        }));
+        true
+    }
+
+    /// Reads every counter into the history, and publishes the store's
+    /// gauges.
+    fn sample(&self, second: u64) {
+        let usage = self.inner.store.usage();
+        let routes = self.all_route_metrics();
+        let mut overall = Reading {
+            evictions: usage.evictions.unwrap_or(0),
+            ..Reading::default()
+        };
+        let mut history = self.history();
+        let previous = history.overall.last_second();
+        for metrics in &routes {
+            let stats = metrics.snapshot();
+            let reading = Reading {
+                answered: stats.hits + stats.stale + stats.collapsed,
+                misses: stats.misses,
+                requests: stats.hits
+                    + stats.stale
+                    + stats.collapsed
+                    + stats.misses
+                    + stats.bypasses,
+                store_errors: stats.store_errors,
+                evictions: 0,
+            };
+            overall.answered += reading.answered;
+            overall.misses += reading.misses;
+            overall.requests += reading.requests;
+            overall.store_errors += reading.store_errors;
+            let ring = history.routes.entry(metrics.name().clone()).or_default();
+            if let (None, Some(previous)) = (ring.last_second(), previous) {
+                // A route made since the last reading counted from zero then.
+                ring.push(previous, Reading::default());
+            }
+            ring.push(second, reading);
+        }
+        history.overall.push(second, overall);
+        drop(history);
+
+        let cache = self.inner.name.to_string();
+        let gauge = |name: &'static str, value: Option<u64>| {
+            if let Some(value) = value {
+                metrics::gauge!(name, "cache" => cache.clone()).set(value as f64);
+            }
+        };
+        gauge("tagcache_store_entries", usage.entries);
+        gauge("tagcache_store_bytes", usage.bytes);
+        gauge("tagcache_store_budget_bytes", usage.budget);
+        gauge("tagcache_store_tag_stamps", usage.tag_stamps);
+        if let Some(evictions) = usage.evictions {
+            metrics::counter!("tagcache_store_evictions_total", "cache" => cache.clone())
+                .absolute(evictions);
+        }
+    }
+
+    /// The counters' recent history (empty until [`Cache::track_history`]).
+    pub(crate) fn history(&self) -> MutexGuard<'_, History> {
+        self.inner.history.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every route's counters, by name (the direct route included, and the
+    /// admin's once it invalidated).
+    pub(crate) fn all_route_metrics(&self) -> Vec<Arc<RouteMetrics>> {
+        let routes = self.inner.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<_> = routes.values().cloned().collect();
+        all.push(self.inner.direct.clone());
+        all.extend(self.inner.admin.get().cloned());
+        all.sort_by(|a, b| a.name().cmp(b.name()));
+        all
     }
 
     /// How many requests are waiting right now for another request's
@@ -278,7 +424,7 @@ impl Cache {
     }
 
     /// The cache's name in `Cache-Status`.
-    pub(crate) fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.inner.name
     }
 
@@ -297,6 +443,33 @@ impl Cache {
         let metrics = Arc::new(RouteMetrics::new(name.clone()));
         routes.insert(name, metrics.clone());
         metrics
+    }
+
+    /// Runs an invalidation the admin API asked for, counted under
+    /// [`ADMIN_ROUTE`].
+    pub(crate) fn run_admin_invalidation(&self, target: Target) -> StoreFuture<Stamp> {
+        let admin = self
+            .inner
+            .admin
+            .get_or_init(|| Arc::new(RouteMetrics::new(ADMIN_ROUTE.into())))
+            .clone();
+        self.run_invalidation(target, &admin)
+    }
+
+    /// Who `metrics` stands for, in the invalidation log.
+    fn source_of(&self, metrics: &Arc<RouteMetrics>) -> InvalidationSource {
+        if Arc::ptr_eq(metrics, &self.inner.direct) {
+            InvalidationSource::Code
+        } else if self
+            .inner
+            .admin
+            .get()
+            .is_some_and(|admin| Arc::ptr_eq(metrics, admin))
+        {
+            InvalidationSource::Admin
+        } else {
+            InvalidationSource::Route(metrics.name().to_string())
+        }
     }
 
     /// Runs one invalidation and times, counts and logs it under `metrics`,
@@ -318,16 +491,20 @@ impl Cache {
             Target::Tags(tags, mode) => store.invalidate(tags, *mode),
             Target::All => store.invalidate_all(),
         };
+        let log = Logged {
+            log: self.inner.invalidations.clone(),
+            source: self.source_of(metrics),
+        };
         match pending.now_or_later() {
             Ok(result) => {
-                record_invalidation(metrics, &target, &result, started);
+                record_invalidation(metrics, &target, &result, started, log);
                 StoreFuture::ready(result)
             }
             Err(pending) => {
                 let metrics = metrics.clone();
                 StoreFuture::pending(async move {
                     let result = pending.await;
-                    record_invalidation(&metrics, &target, &result, started);
+                    record_invalidation(&metrics, &target, &result, started, log);
                     result
                 })
             }
@@ -335,17 +512,42 @@ impl Cache {
     }
 }
 
+/// Where an invalidation is written down once it completed, and who asked.
+struct Logged {
+    log: Arc<InvalidationLog>,
+    source: InvalidationSource,
+}
+
+/// The tags that reach every entry stored under `key`: its implicit tag,
+/// and that of its query's normal form when it differs.
+pub(crate) fn purge_tags(key: &str) -> Vec<Tag> {
+    let mut tags = vec![key_tag(key)];
+    let normal = normalize_target(key);
+    if normal != key {
+        tags.push(key_tag(&normal));
+    }
+    tags
+}
+
 fn record_invalidation(
     metrics: &RouteMetrics,
     target: &Target,
     result: &StoreResult<Stamp>,
     started: Instant,
+    logged: Logged,
 ) {
     metrics.store_latency(StoreOp::Invalidate, started.elapsed());
     let (tags, mode): (&[Tag], _) = match target {
         Target::Tags(tags, mode) => (tags, Some(*mode)),
         Target::All => (&[], None),
     };
+    let kind = match mode {
+        Some(InvalidationMode::Hard) => InvalidationKind::Hard,
+        Some(InvalidationMode::Soft) => InvalidationKind::Soft,
+        None => InvalidationKind::All,
+    };
+    let error = result.as_ref().err().map(ToString::to_string);
+    logged.log.record(kind, tags, logged.source, error);
     match result {
         Ok(stamp) => {
             metrics.invalidated(tags.len());
@@ -355,5 +557,50 @@ fn record_invalidation(
             metrics.store_error(StoreOp::Invalidate);
             tracing::error!(route = %metrics.name(), ?tags, all = mode.is_none(), %error, "tagcache invalidation failed; affected entries may be served until they expire");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn readings(cache: &Cache) -> Option<u64> {
+        cache.history().overall.last_second()
+    }
+
+    /// Waits (bounded) for the sampler's first reading.
+    async fn first_reading(cache: &Cache) {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while readings(cache).is_none() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the sampler never read the counters");
+    }
+
+    #[test]
+    fn the_sampler_needs_a_runtime_and_starts_again_in_a_new_one() {
+        let cache = Cache::default();
+        assert!(!cache.track_history(), "no runtime, no sampler");
+        let first = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        first.block_on(async {
+            assert!(cache.track_history());
+            assert!(cache.track_history(), "idempotent");
+            first_reading(&cache).await;
+        });
+        drop(first);
+        cache.history().overall = Default::default();
+        let second = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        second.block_on(async {
+            assert!(cache.track_history());
+            first_reading(&cache).await;
+        });
     }
 }

@@ -96,11 +96,15 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 mod cache;
 mod coalesce;
 pub mod entry;
 mod extract;
+pub mod inspect;
 pub mod invalidate;
+pub mod invalidation_log;
 pub mod layer;
 pub mod metrics;
 #[cfg(feature = "postgres")]
@@ -109,11 +113,14 @@ pub mod semantics;
 pub mod stamp;
 pub mod store;
 mod tags;
+pub mod warm;
+mod window;
 
-pub use cache::{Cache, CacheBuilder, OutOfSyncHold, DIRECT_ROUTE};
+pub use cache::{Cache, CacheBuilder, OutOfSyncHold, ADMIN_ROUTE, DIRECT_ROUTE};
 pub use entry::{Entry, KeyHash, Tag};
 pub use extract::MissingCache;
 pub use invalidate::InvalidateLayer;
+pub use invalidation_log::{InvalidationKind, InvalidationRecord, InvalidationSource};
 pub use layer::{CacheBody, CacheLayer, CACHE_STATUS};
 pub use metrics::{CacheStats, RouteStats};
 pub use stamp::{InvalidationMode, Stamp, Validity};
@@ -123,6 +130,7 @@ pub use store::{
 #[cfg(feature = "redis")]
 pub use store::{RedisStore, RedisStoreBuilder};
 pub use tags::Tags;
+pub use warm::{WarmOutcome, WarmReport, Warmer};
 
 /// Compiles the README's examples as doc tests.
 #[cfg(doctest)]

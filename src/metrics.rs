@@ -18,6 +18,12 @@
 //! `tagcache_pg_notifications_total`, `tagcache_pg_rejected_notifications_total`,
 //! `tagcache_pg_listener_resyncs_total` and the gauge
 //! `tagcache_pg_listener_in_sync`, each labelled `channel`.
+//! Once [`Cache::track_history`](crate::Cache::track_history) runs (the
+//! admin router starts it), the store's state is published once a second,
+//! labelled `cache`: the gauges `tagcache_store_entries`,
+//! `tagcache_store_bytes`, `tagcache_store_budget_bytes`,
+//! `tagcache_store_tag_stamps`, and the counter
+//! `tagcache_store_evictions_total` (each when the store can tell).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -114,8 +120,10 @@ pub(crate) struct RouteMetrics {
     passes: AtomicU64,
     lease_waits: AtomicU64,
     takeovers: AtomicU64,
-    bypasses: AtomicU64,
-    not_stored: AtomicU64,
+    /// By reason, in the order of `BypassReason::ALL`.
+    bypasses: [AtomicU64; BypassReason::ALL.len()],
+    /// By reason, in the order of `NotStoredReason::ALL`.
+    not_stored: [AtomicU64; NotStoredReason::ALL.len()],
     invalidations: AtomicU64,
     store_errors: AtomicU64,
     handles: OnceLock<Handles>,
@@ -132,8 +140,8 @@ impl RouteMetrics {
             passes: AtomicU64::new(0),
             lease_waits: AtomicU64::new(0),
             takeovers: AtomicU64::new(0),
-            bypasses: AtomicU64::new(0),
-            not_stored: AtomicU64::new(0),
+            bypasses: Default::default(),
+            not_stored: Default::default(),
             invalidations: AtomicU64::new(0),
             store_errors: AtomicU64::new(0),
             handles: OnceLock::new(),
@@ -189,20 +197,20 @@ impl RouteMetrics {
     }
 
     pub(crate) fn bypass(&self, reason: BypassReason) {
-        self.bypasses.fetch_add(1, Ordering::Relaxed);
         let index = BypassReason::ALL
             .iter()
             .position(|r| *r == reason)
             .unwrap_or(0);
+        self.bypasses[index].fetch_add(1, Ordering::Relaxed);
         self.handles().bypass[index].increment(1);
     }
 
     pub(crate) fn not_stored(&self, reason: NotStoredReason) {
-        self.not_stored.fetch_add(1, Ordering::Relaxed);
         let index = NotStoredReason::ALL
             .iter()
             .position(|r| *r == reason)
             .unwrap_or(0);
+        self.not_stored[index].fetch_add(1, Ordering::Relaxed);
         self.handles().not_stored[index].increment(1);
     }
 
@@ -220,6 +228,23 @@ impl RouteMetrics {
         self.handles().store_seconds[op as usize].record(elapsed.as_secs_f64());
     }
 
+    /// Bypasses so far, by reason (every reason, zeros included).
+    pub(crate) fn bypasses_by_reason(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        BypassReason::ALL
+            .iter()
+            .zip(&self.bypasses)
+            .map(|(reason, count)| (reason.as_str(), count.load(Ordering::Relaxed)))
+    }
+
+    /// Responses not stored so far, by reason (every reason, zeros
+    /// included).
+    pub(crate) fn not_stored_by_reason(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        NotStoredReason::ALL
+            .iter()
+            .zip(&self.not_stored)
+            .map(|(reason, count)| (reason.as_str(), count.load(Ordering::Relaxed)))
+    }
+
     pub(crate) fn snapshot(&self) -> RouteStats {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let hits = load(&self.hits);
@@ -235,8 +260,8 @@ impl RouteMetrics {
             passes: load(&self.passes),
             lease_waits: load(&self.lease_waits),
             takeovers: load(&self.takeovers),
-            bypasses: load(&self.bypasses),
-            not_stored: load(&self.not_stored),
+            bypasses: self.bypasses.iter().map(load).sum(),
+            not_stored: self.not_stored.iter().map(load).sum(),
             invalidations: load(&self.invalidations),
             store_errors: load(&self.store_errors),
             hit_ratio: if served == 0 {

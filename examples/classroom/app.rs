@@ -37,6 +37,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tagcache::admin::WarmTarget;
 use tagcache::Cache;
 
 pub use database::Database;
@@ -51,6 +52,43 @@ pub use pg::PgDb;
 pub const MAX_URI_BYTES: usize = 2048;
 /// Largest request body accepted (titles are short).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+// The admin items below serve the binary and tests/classroom_admin.rs,
+// not every test that includes this file.
+
+/// Where the cache's admin router (and its dashboard page) is mounted.
+#[allow(dead_code)]
+pub const ADMIN_PATH: &str = "/admin/cache";
+
+/// The app with the cache's admin router at [`ADMIN_PATH`], behind
+/// `token`, and able to warm through itself (`POST .../warm`).
+#[allow(dead_code)]
+pub fn with_admin(app: Router, cache: &Cache, token: &str) -> Result<Router, String> {
+    let target = WarmTarget::new();
+    let admin = cache
+        .admin()
+        .bearer_token(token)
+        .warm_target(target.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let app = app.nest(ADMIN_PATH, admin);
+    target.set(app.clone());
+    Ok(app)
+}
+
+/// What `--warm` fills at start: every teacher's session list and
+/// dashboard.
+#[allow(dead_code)]
+pub fn warm_paths() -> Vec<String> {
+    (1..=data::TEACHERS)
+        .flat_map(|tid| {
+            [
+                format!("/api/teachers/{tid}/sessions"),
+                format!("/api/dashboard/teacher/{tid}"),
+            ]
+        })
+        .collect()
+}
 
 /// What the app is built from.
 #[derive(Debug, Clone)]

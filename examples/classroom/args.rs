@@ -6,7 +6,8 @@ use std::time::Duration;
 
 /// Usage text, printed for `--help` and after a bad flag.
 pub const USAGE: &str = "\
-usage: classroom [--listen ADDR] [--origin-delay-ms MS] [--redis URL [--local-tier]] [--database URL]
+usage: classroom [--listen ADDR] [--origin-delay-ms MS] [--redis URL [--local-tier]]
+                 [--database URL] [--admin-token TOKEN] [--warm]
 
   --listen ADDR          address to serve on (default 127.0.0.1:3000; port 0 picks a free one)
   --origin-delay-ms MS   how long every cached GET handler takes (default 20)
@@ -16,6 +17,9 @@ usage: classroom [--listen ADDR] [--origin-delay-ms MS] [--redis URL [--local-ti
                          reach it as fast as their invalidations do)
   --database URL         keep the data in PostgreSQL (postgres://user@host/db), whose
                          triggers invalidate the cache (needs --features postgres)
+  --admin-token TOKEN    bearer token of the cache admin API and dashboard at /admin/cache/
+                         (also read from CLASSROOM_ADMIN_TOKEN; default: a random one, printed)
+  --warm                 fill every teacher's session list and dashboard before serving
   -h, --help             print this help";
 
 /// The options.
@@ -31,6 +35,10 @@ pub struct Args {
     pub local_tier: bool,
     /// PostgreSQL URL, if the data should live there.
     pub database: Option<String>,
+    /// The admin API's token, if given (otherwise a random one is made).
+    pub admin_token: Option<String>,
+    /// Whether to warm the cache before serving.
+    pub warm: bool,
 }
 
 /// What the command line asked for.
@@ -42,9 +50,18 @@ pub enum Command {
     Help,
 }
 
-/// Parses the arguments (without the program name). `redis_env` is
-/// `REDIS_URL`, used when `--redis` is absent.
-pub fn parse<I>(args: I, redis_env: Option<String>) -> Result<Command, String>
+/// What the environment may set.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    /// `REDIS_URL`, used when `--redis` is absent.
+    pub redis_url: Option<String>,
+    /// `CLASSROOM_ADMIN_TOKEN`, used when `--admin-token` is absent.
+    pub admin_token: Option<String>,
+}
+
+/// Parses the arguments (without the program name), with `env` for what
+/// they leave out.
+pub fn parse<I>(args: I, env: Env) -> Result<Command, String>
 where
     I: IntoIterator<Item = String>,
 {
@@ -54,6 +71,8 @@ where
         redis: None,
         local_tier: false,
         database: None,
+        admin_token: None,
+        warm: false,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -66,6 +85,10 @@ where
         };
         if flag == "-h" || flag == "--help" {
             return Ok(Command::Help);
+        }
+        if flag == "--warm" {
+            parsed.warm = true;
+            continue;
         }
         let mut value = || {
             inline
@@ -90,11 +113,15 @@ where
             "--redis" => parsed.redis = Some(value()?),
             "--local-tier" if inline.is_none() => parsed.local_tier = true,
             "--database" => parsed.database = Some(value()?),
+            "--admin-token" => parsed.admin_token = Some(value()?),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     if parsed.redis.is_none() {
-        parsed.redis = redis_env.filter(|url| !url.is_empty());
+        parsed.redis = env.redis_url.filter(|url| !url.is_empty());
+    }
+    if parsed.admin_token.is_none() {
+        parsed.admin_token = env.admin_token.filter(|token| !token.is_empty());
     }
     Ok(Command::Run(parsed))
 }

@@ -8,7 +8,9 @@
 //! Every cached GET handler sleeps `--origin-delay-ms` after reading its
 //! data, standing in for a slow database; `/stats` shows how often the
 //! handlers really ran and `/metrics` exposes the cache's Prometheus metrics.
-//! See `app.rs` for the routes and their cache policies.
+//! The cache's admin API and dashboard are at `/admin/cache/`, behind
+//! `--admin-token` (or a random token printed at start). See `app.rs` for
+//! the routes and their cache policies.
 
 mod app;
 mod args;
@@ -21,7 +23,7 @@ use tagcache::Cache;
 use tokio::net::TcpListener;
 
 use app::{AppConfig, Database};
-use args::{Args, Command};
+use args::{Args, Command, Env};
 
 /// Chooses and builds the response store. The only place that knows which
 /// stores exist.
@@ -118,6 +120,12 @@ fn install_metrics() -> Result<PrometheusHandle, String> {
     Ok(handle)
 }
 
+/// A random admin token: 32 hex digits.
+fn random_token() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 async fn run(args: Args) -> Result<(), String> {
     // The recorder first, so that it sees everything the rest registers.
     let metrics = install_metrics()?;
@@ -126,17 +134,46 @@ async fn run(args: Args) -> Result<(), String> {
     let app = app::router_over(
         AppConfig {
             origin_delay: args.origin_delay,
-            cache,
+            cache: cache.clone(),
             metrics: Some(metrics),
         },
         data.db.clone(),
     );
+    let (token, generated) = match &args.admin_token {
+        Some(token) => (token.clone(), false),
+        None => (random_token(), true),
+    };
+    let app = app::with_admin(app, &cache, &token)?;
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    if args.warm {
+        // Through the router itself, for the host clients of this address
+        // use (part of every entry's key).
+        let report = cache
+            .warmer(app.clone())
+            .host(&addr.to_string())
+            .warm(app::warm_paths())
+            .await;
+        eprintln!(
+            "classroom: warmed {} paths ({} filled, {} already fresh, {} not storable, {} failed)",
+            report.total(),
+            report.filled.len(),
+            report.already_fresh.len(),
+            report.not_storable.len(),
+            report.failed.len()
+        );
+    }
+    eprintln!(
+        "classroom: cache dashboard at http://{addr}{}",
+        app::ADMIN_PATH
+    );
+    if generated {
+        eprintln!("classroom: admin token (random, pass --admin-token to choose one): {token}");
+    }
     // Scripts and tests read this line to find the port (with `--listen
     // ...:0`), so it goes to stdout and its shape stays fixed.
     println!("classroom listening on http://{addr}");
@@ -158,7 +195,11 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let command = match args::parse(std::env::args().skip(1), std::env::var("REDIS_URL").ok()) {
+    let env = Env {
+        redis_url: std::env::var("REDIS_URL").ok(),
+        admin_token: std::env::var("CLASSROOM_ADMIN_TOKEN").ok(),
+    };
+    let command = match args::parse(std::env::args().skip(1), env) {
         Ok(command) => command,
         Err(error) => {
             eprintln!("classroom: {error}\n\n{}", args::USAGE);

@@ -185,4 +185,21 @@ pub trait Store: Send + Sync + 'static {
     fn leases(&self) -> Option<&dyn Leases> {
         None
     }
+
+    /// How full the store is, for operators (see [`crate::inspect`]).
+    /// Cheap: no I/O. By default only the kind is known.
+    fn usage(&self) -> crate::inspect::StoreUsage {
+        crate::inspect::StoreUsage::unknown(self.kind())
+    }
+
+    /// One page of the entries held, for operators (see
+    /// [`crate::inspect`]). Never used on the request path; by default the
+    /// store cannot list.
+    fn scan(
+        &self,
+        request: crate::inspect::ScanRequest,
+    ) -> StoreFuture<crate::inspect::ScanOutcome> {
+        let _ = request;
+        StoreFuture::ready(Ok(crate::inspect::ScanOutcome::Unsupported))
+    }
 }

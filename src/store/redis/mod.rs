@@ -144,6 +144,7 @@ mod feed;
 mod lease;
 mod pending;
 mod recent;
+mod scan;
 mod scripts;
 mod view;
 
@@ -754,6 +755,17 @@ impl Store for RedisStore {
             .options
             .leases
             .then_some(self as &dyn crate::store::Leases)
+    }
+
+    fn usage(&self) -> crate::inspect::StoreUsage {
+        scan::usage(&self.handle.shared)
+    }
+
+    fn scan(
+        &self,
+        request: crate::inspect::ScanRequest,
+    ) -> StoreFuture<crate::inspect::ScanOutcome> {
+        StoreFuture::pending(scan::scan(self.shared(), request))
     }
 }
 
