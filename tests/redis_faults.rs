@@ -814,45 +814,87 @@ async fn an_invalidation_whose_caller_gave_up_is_still_sent() {
     .await;
 }
 
-/// Redis down (the breaker open): each instance falls back to coalescing
-/// its own requests, and the leader's response, which cannot be stored,
-/// still answers its waiters: one origin call for the herd.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_redis_down_a_herd_on_one_instance_makes_one_origin_call() {
+/// A herd of 10 on one instance while its Redis is down (the breaker
+/// open), optionally with a local tier and with an invalidation while the
+/// leader's origin call runs. Returns the replies' bodies (the leader's
+/// first) and the origin calls.
+async fn herd_with_redis_down(tiered: bool, invalidate: bool) -> Option<(Vec<String>, usize)> {
     use support::apps::{gated, Db, GateCalls};
     use support::harness::{spawn_get, until_waiting, Counter, Gate};
+    use tagcache::{MemoryStore, TieredStore};
+    let mut server = RedisServer::start()?;
+    let store = redis_store(&server.url(), "downherd").await;
+    let cache = match tiered {
+        true => Cache::new(TieredStore::new(MemoryStore::default(), store.clone())),
+        false => Cache::new(store.clone()),
+    };
+    let (gate, calls, db) = (Gate::default(), Counter::default(), Db::default());
+    let app = gated(
+        &cache,
+        |l| l.coalesce_timeout(Duration::from_secs(600)),
+        db.clone(),
+        gate.clone(),
+        calls.clone(),
+        GateCalls::FirstOnly,
+    );
+    server.stop();
+    // The feed's failing calls trip the breaker.
+    let store_ref = &store;
+    eventually("the breaker opened", || async move {
+        store_ref.is_breaker_open()
+    })
+    .await;
+    let leader = spawn_get(&app, "/r");
+    gate.arrived(1).await;
+    let waiters: Vec<_> = (0..9).map(|_| spawn_get(&app, "/r")).collect();
+    until_waiting(&cache, 9).await;
+    if invalidate {
+        db.write(1);
+        // Queued (Redis is down), and counted here at once.
+        assert!(cache.invalidate(["t"]).await.is_err());
+    }
+    gate.open();
+    let mut bodies = vec![leader.await.unwrap().text()];
+    for waiter in waiters {
+        bodies.push(waiter.await.unwrap().text());
+    }
+    Some((bodies, calls.get()))
+}
+
+/// Redis down (the breaker open): each instance falls back to coalescing
+/// its own requests, and the leader's response, which cannot be stored,
+/// still answers its waiters: one origin call for the herd, with or
+/// without a local tier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_a_herd_on_one_instance_makes_one_origin_call() {
     backstop(async {
-        let Some(mut server) = RedisServer::start() else {
-            return;
-        };
-        let store = redis_store(&server.url(), "downherd").await;
-        let cache = Cache::new(store.clone());
-        let (gate, calls) = (Gate::default(), Counter::default());
-        let app = gated(
-            &cache,
-            |l| l.coalesce_timeout(Duration::from_secs(600)),
-            Db::default(),
-            gate.clone(),
-            calls.clone(),
-            GateCalls::FirstOnly,
-        );
-        server.stop();
-        // The feed's failing calls trip the breaker.
-        let store_ref = &store;
-        eventually("the breaker opened", || async move {
-            store_ref.is_breaker_open()
-        })
-        .await;
-        let leader = spawn_get(&app, "/r");
-        gate.arrived(1).await;
-        let waiters: Vec<_> = (0..9).map(|_| spawn_get(&app, "/r")).collect();
-        until_waiting(&cache, 9).await;
-        gate.open();
-        assert_eq!(leader.await.unwrap().text(), "v0 call1");
-        for waiter in waiters {
-            assert_eq!(waiter.await.unwrap().text(), "v0 call1");
+        for tiered in [false, true] {
+            let Some((bodies, calls)) = herd_with_redis_down(tiered, false).await else {
+                return;
+            };
+            assert!(bodies.iter().all(|b| b == "v0 call1"), "{bodies:?}");
+            assert_eq!(calls, 1, "tiered: {tiered}");
         }
-        assert_eq!(calls.get(), 1);
+    })
+    .await;
+}
+
+/// ... unless something is invalidated meanwhile: then the waiters ask the
+/// origin themselves, and none gets the leader's older response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_an_invalidation_keeps_the_leaders_response_from_waiters() {
+    backstop(async {
+        for tiered in [false, true] {
+            let Some((bodies, calls)) = herd_with_redis_down(tiered, true).await else {
+                return;
+            };
+            assert_eq!(bodies[0], "v0 call1");
+            assert!(
+                bodies[1..].iter().all(|b| b.starts_with("v1 ")),
+                "{bodies:?}"
+            );
+            assert_eq!(calls, 10, "tiered: {tiered}");
+        }
     })
     .await;
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http::header::SET_COOKIE;
-use tagcache::{Cache, RedisStore};
+use tagcache::{Cache, MemoryStore, RedisStore, TieredStore};
 
 use support::apps::{gated_with, Db, GateCalls};
 use support::deadline::{backstop, eventually, Lazy};
@@ -38,8 +38,20 @@ struct Fleet {
 
 impl Fleet {
     fn new(stores: Vec<RedisStore>, respond: fn(usize, String) -> Response) -> Fleet {
+        Fleet::of(stores.into_iter().map(Cache::new).collect(), respond)
+    }
+
+    /// Each instance with a local tier in front of its Redis store.
+    fn tiered(stores: Vec<RedisStore>, respond: fn(usize, String) -> Response) -> Fleet {
+        let caches = stores
+            .into_iter()
+            .map(|store| Cache::new(TieredStore::new(MemoryStore::default(), store)))
+            .collect();
+        Fleet::of(caches, respond)
+    }
+
+    fn of(caches: Vec<Cache>, respond: fn(usize, String) -> Response) -> Fleet {
         let (gate, calls, db) = (Gate::default(), Counter::default(), Db::default());
-        let caches: Vec<Cache> = stores.into_iter().map(Cache::new).collect();
         let apps = caches
             .iter()
             .map(|cache| {
@@ -110,8 +122,7 @@ async fn cluster_stores(cluster: &RedisCluster, ns: &str, n: usize) -> Vec<Redis
 /// and every request answered with its response.
 /// `server`, when given, is the one Redis: while the herd waits it must
 /// receive no command at all (waiters are woken, they do not poll).
-async fn a_herd_makes_one_origin_call(stores: Vec<RedisStore>, server: Option<&RedisServer>) {
-    let fleet = Fleet::new(stores, body);
+async fn a_herd_makes_one_origin_call(fleet: Fleet, server: Option<&RedisServer>) {
     let first = spawn_get(&fleet.apps[0], "/r");
     fleet.gate.arrived(1).await;
     let mut herd = Vec::new();
@@ -152,8 +163,22 @@ async fn a_herd_over_three_instances_makes_one_origin_call() {
         let Some(server) = RedisServer::start() else {
             return;
         };
-        let stores = redis_stores(&server, "herd", 3).await;
-        a_herd_makes_one_origin_call(stores, Some(&server)).await;
+        let fleet = Fleet::new(redis_stores(&server, "herd", 3).await, body);
+        a_herd_makes_one_origin_call(fleet, Some(&server)).await;
+    })
+    .await;
+}
+
+/// The same with a local tier in front of Redis on every instance: the
+/// leases are Redis's, the tier only keeps copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_herd_over_three_tiered_instances_makes_one_origin_call() {
+    backstop(async {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let fleet = Fleet::tiered(redis_stores(&server, "tieredherd", 3).await, body);
+        a_herd_makes_one_origin_call(fleet, Some(&server)).await;
     })
     .await;
 }
@@ -164,7 +189,8 @@ async fn a_herd_over_three_instances_on_a_cluster_makes_one_origin_call() {
         let Some(cluster) = RedisCluster::start() else {
             return;
         };
-        a_herd_makes_one_origin_call(cluster_stores(&cluster, "herd", 3).await, None).await;
+        let fleet = Fleet::new(cluster_stores(&cluster, "herd", 3).await, body);
+        a_herd_makes_one_origin_call(fleet, None).await;
     })
     .await;
 }

@@ -109,3 +109,36 @@ mod suite {
 
     store_suite!(tiered_caches());
 }
+
+/// For operators, a tiered store reports its local tier's memory with the
+/// shared store's feed, and lists the shared store's entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_is_the_local_tier_and_the_listing_the_shared_store() {
+    use tagcache::inspect::{ScanOutcome, ScanRequest};
+    use tagcache::store::{MemoryStore, TieredStore};
+    use tagcache::Store;
+    backstop(async {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let remote = support::stores::redis_store(&server.url(), "tierlist").await;
+        let local = MemoryStore::builder().max_bytes(1 << 20).build();
+        let store = std::sync::Arc::new(TieredStore::new(local, remote.clone()));
+        let cache = Cache::builder().shared_store(store.clone()).build();
+        let calls = Counter::default();
+        let app = app(&cache, calls.clone());
+        get_reply(&app, "/r").await;
+        writes_answered(&remote).await;
+        let usage = store.usage();
+        assert_eq!(usage.kind, "tiered");
+        assert_eq!(usage.entries, Some(1), "the local copy");
+        assert_eq!(usage.budget, Some(1 << 20));
+        assert!(usage.feed.is_some(), "the shared store's feed");
+        let ScanOutcome::Page(page) = store.scan(ScanRequest::first(10)).await.unwrap() else {
+            panic!("the shared store lists");
+        };
+        assert_eq!(page.entries.len(), 1);
+        assert_eq!(&*page.entries[0].1.route, "r");
+    })
+    .await;
+}

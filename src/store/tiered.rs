@@ -164,6 +164,28 @@ impl<R: Store> Store for TieredStore<R> {
         self.remote.invalidation_generation()
     }
 
+    /// The local tier's memory (what this instance holds), with the shared
+    /// store's feed, breaker and stamps.
+    fn usage(&self) -> crate::inspect::StoreUsage {
+        let local = self.local.usage();
+        crate::inspect::StoreUsage {
+            kind: "tiered",
+            entries: local.entries,
+            bytes: local.bytes,
+            budget: local.budget,
+            evictions: local.evictions,
+            ..self.remote.usage()
+        }
+    }
+
+    /// The shared store's entries: the local tier holds copies of some.
+    fn scan(
+        &self,
+        request: crate::inspect::ScanRequest,
+    ) -> StoreFuture<crate::inspect::ScanOutcome> {
+        self.remote.scan(request)
+    }
+
     fn leases(&self) -> Option<&dyn Leases> {
         // Leases are the remote's; this tier only keeps a local copy of
         // what a lease's holder stores.
