@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::entry::{Entry, KeyHash, Tag};
 use crate::stamp::{InvalidationMode, Stamp, Validity};
 
+pub mod codec;
 pub mod lease;
 pub mod memory;
 #[cfg(feature = "redis")]

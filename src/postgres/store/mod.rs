@@ -70,7 +70,6 @@
 //! notification reaches them (normally a millisecond or so); the `invalidate`
 //! call itself fails while the database is unreachable.
 
-mod codec;
 mod feed;
 mod recent;
 mod schema;
@@ -86,10 +85,12 @@ use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
+use bytes::Bytes;
+
 use crate::entry::{Entry, KeyHash, Tag};
 use crate::postgres::sql::quote_ident;
 use crate::stamp::{micros, now_micros, InvalidationMode, Stamp, TagBoard, Validity};
-use crate::store::{Store, StoreError, StoreErrorKind, StoreFuture, StoreResult};
+use crate::store::{codec, Store, StoreError, StoreErrorKind, StoreFuture, StoreResult};
 use recent::Recent;
 
 /// Default bound on each call.
@@ -430,7 +431,7 @@ impl Store for PostgresStore {
         StoreFuture::pending(async move {
             let found = match found.await? {
                 None => None,
-                Some(raw) => match codec::decode(&raw) {
+                Some(raw) => match codec::decode(Bytes::from(raw)) {
                     Ok(entry) => Some(Arc::new(entry)),
                     Err(why) => {
                         // A miss; the next fill overwrites it.
@@ -452,7 +453,7 @@ impl Store for PostgresStore {
             .saturating_add(micros(entry.retention()))
             .min(entry.fill_stamp.0.saturating_add(life));
         let expires_at = i64::try_from(expires_at).unwrap_or(i64::MAX);
-        let value = codec::encode(&entry);
+        let value = Vec::from(codec::encode(&entry));
         self.queue(key, Some(entry), Write::Put { expires_at, value })
     }
 

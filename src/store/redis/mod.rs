@@ -137,7 +137,7 @@ use crate::stamp::{micros, InvalidationMode, Stamp, Validity};
 use crate::store::{Store, StoreError, StoreErrorKind, StoreFuture, StoreResult};
 
 mod breaker;
-pub mod codec;
+pub use crate::store::codec;
 mod config;
 mod conn;
 mod feed;

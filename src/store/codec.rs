@@ -1,4 +1,5 @@
-//! The versioned binary encoding of an [`Entry`] as stored in Redis.
+//! The versioned binary encoding of an [`Entry`] in a shared store (Redis,
+//! PostgreSQL).
 //!
 //! Layout (integers little-endian, `varint` = unsigned LEB128, `str` =
 //! varint length then UTF-8 bytes, `bytes` = varint length then bytes):
@@ -23,7 +24,7 @@
 //! ```
 //!
 //! The body comes last so that decoding from a [`Bytes`] takes it (and every
-//! header value) as a slice of the buffer Redis filled: the body is copied
+//! header value) as a slice of the buffer the store's reply filled: the body is copied
 //! once, off the socket, and never again. Every read is bounds-checked: a
 //! value of another version, a truncated value or garbage decodes to an
 //! error, never to a panic.
