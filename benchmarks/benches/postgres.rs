@@ -38,8 +38,10 @@
 //! hit) before the next commit. Needs PostgreSQL's `initdb` and `postgres`
 //! (found like the tests find them: `$TAGCACHE_POSTGRES_BIN`, the newest
 //! `/usr/lib/postgresql/<version>/bin`, `PATH`); a server of its own is
-//! started on a free loopback port and stopped at the end. Run in
-//! `benchmarks/`: `cargo bench --features postgres --bench postgres`;
+//! started on a free loopback port and stopped at the end.
+//!
+//! Run in `benchmarks/`: `cargo bench --features postgres --bench
+//! postgres`; `-- hit` or `-- lag` after it runs one part, and
 //! `PG_LAG_COMMITS` (default 200) sets the commits per set-up. Results on
 //! stdout and in the repository's `target/bench/postgres.json`.
 
