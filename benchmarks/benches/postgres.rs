@@ -9,9 +9,9 @@
 //!   once, on one tokio-postgres connection shared by the tasks (the
 //!   client pipelines their queries, as `PostgresStore`'s own connection
 //!   does), the 2 KiB `bytea` read as bytes;
-//! - `pgstore-get`: `PostgresStore::get` of a stored entry (its prepared
-//!   `SELECT` by key, plus decoding the entry and checking it against this
-//!   instance's view of the stamps);
+//! - `pgstore-get`: `PostgresStore::get` of an entry put directly, without
+//!   tags (its prepared `SELECT` by key, plus decoding the entry and its
+//!   validity check);
 //! - `tagcache-pg-hit`: `GET /items/1` through an axum `Router` with
 //!   `cache.layer("bench")` over the `PostgresStore`, body collected.
 //!
