@@ -143,6 +143,14 @@ pub struct Entry {
     pub stale_while_revalidate: Duration,
     /// How long after expiry it may be served when the origin fails.
     pub stale_if_error: Duration,
+    /// How long after expiry it is kept to be revalidated with a
+    /// conditional request (responses with a validator, in
+    /// [`Freshness::Origin`](crate::Freshness::Origin)).
+    pub validate_for: Duration,
+    /// The origin forbade serving it stale without revalidation
+    /// (`must-revalidate`, `proxy-revalidate`, `s-maxage`, `no-cache`),
+    /// whatever staleness a client accepts.
+    pub must_revalidate: bool,
 }
 
 impl Entry {
@@ -167,6 +175,8 @@ impl Entry {
             ttl: variant.ttl,
             stale_while_revalidate: variant.stale_while_revalidate,
             stale_if_error: variant.stale_if_error,
+            validate_for: variant.validate_for,
+            must_revalidate: variant.must_revalidate,
         }
     }
 
@@ -197,10 +207,13 @@ impl Entry {
     }
 
     /// How long the store must keep the entry after storing it: its TTL
-    /// plus the longer of its stale windows.
+    /// plus the longest of its stale windows and its revalidation window.
     pub fn retention(&self) -> Duration {
-        self.ttl
-            .saturating_add(self.stale_while_revalidate.max(self.stale_if_error))
+        let after = self
+            .stale_while_revalidate
+            .max(self.stale_if_error)
+            .max(self.validate_for);
+        self.ttl.saturating_add(after)
     }
 
     /// The memory this entry keeps alive, in bytes, for byte-bounded
@@ -267,6 +280,8 @@ impl Entry {
             ttl: Duration::from_secs(60),
             stale_while_revalidate: Duration::ZERO,
             stale_if_error: Duration::ZERO,
+            validate_for: Duration::ZERO,
+            must_revalidate: false,
         }
     }
 }

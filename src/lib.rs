@@ -123,6 +123,7 @@ pub use invalidate::InvalidateLayer;
 pub use invalidation_log::{InvalidationKind, InvalidationRecord, InvalidationSource};
 pub use layer::{CacheBody, CacheLayer, CACHE_STATUS};
 pub use metrics::{CacheStats, RouteStats};
+pub use semantics::storable::Freshness;
 pub use stamp::{InvalidationMode, Stamp, Validity};
 pub use store::{
     MemoryStore, Store, StoreError, StoreErrorKind, StoreFuture, StoreResult, TieredStore,

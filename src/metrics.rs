@@ -6,7 +6,7 @@
 //!
 //! Metric names:
 //! `tagcache_hits_total`, `tagcache_misses_total`, `tagcache_stale_total`,
-//! `tagcache_collapsed_total`, `tagcache_passes_total`, `tagcache_lease_waits_total`,
+//! `tagcache_collapsed_total`, `tagcache_revalidated_total`, `tagcache_passes_total`, `tagcache_lease_waits_total`,
 //! `tagcache_lease_takeovers_total`, `tagcache_bypass_total{reason}`,
 //! `tagcache_not_stored_total{reason}`, `tagcache_invalidations_total`,
 //! `tagcache_store_errors_total{op}` and the histogram
@@ -72,6 +72,7 @@ struct Handles {
     misses: Counter,
     stale: Counter,
     collapsed: Counter,
+    revalidated: Counter,
     passes: Counter,
     lease_waits: Counter,
     takeovers: Counter,
@@ -90,6 +91,7 @@ impl Handles {
             misses: metrics::counter!("tagcache_misses_total", "route" => route.clone()),
             stale: metrics::counter!("tagcache_stale_total", "route" => route.clone()),
             collapsed: metrics::counter!("tagcache_collapsed_total", "route" => route.clone()),
+            revalidated: metrics::counter!("tagcache_revalidated_total", "route" => route.clone()),
             passes: metrics::counter!("tagcache_passes_total", "route" => route.clone()),
             lease_waits: metrics::counter!("tagcache_lease_waits_total", "route" => route.clone()),
             takeovers: metrics::counter!("tagcache_lease_takeovers_total", "route" => route.clone()),
@@ -117,6 +119,7 @@ pub(crate) struct RouteMetrics {
     misses: AtomicU64,
     stale: AtomicU64,
     collapsed: AtomicU64,
+    revalidated: AtomicU64,
     passes: AtomicU64,
     lease_waits: AtomicU64,
     takeovers: AtomicU64,
@@ -137,6 +140,7 @@ impl RouteMetrics {
             misses: AtomicU64::new(0),
             stale: AtomicU64::new(0),
             collapsed: AtomicU64::new(0),
+            revalidated: AtomicU64::new(0),
             passes: AtomicU64::new(0),
             lease_waits: AtomicU64::new(0),
             takeovers: AtomicU64::new(0),
@@ -174,6 +178,13 @@ impl RouteMetrics {
     pub(crate) fn collapsed(&self) {
         self.collapsed.fetch_add(1, Ordering::Relaxed);
         self.handles().collapsed.increment(1);
+    }
+
+    /// A stale entry was revalidated: the origin answered a conditional
+    /// request with 304, and the stored body answered.
+    pub(crate) fn revalidated(&self) {
+        self.revalidated.fetch_add(1, Ordering::Relaxed);
+        self.handles().revalidated.increment(1);
     }
 
     /// A miss went to the origin outside the key's flight, because the
@@ -257,6 +268,7 @@ impl RouteMetrics {
             misses,
             stale,
             collapsed,
+            revalidated: load(&self.revalidated),
             passes: load(&self.passes),
             lease_waits: load(&self.lease_waits),
             takeovers: load(&self.takeovers),
@@ -284,6 +296,10 @@ pub struct RouteStats {
     pub stale: u64,
     /// Waited for another request's origin call and shared its response.
     pub collapsed: u64,
+    /// Stale entries revalidated with a conditional request that the
+    /// origin answered with 304, so the stored body answered (counted in
+    /// `misses` too: the origin was called).
+    pub revalidated: u64,
     /// Misses that went to the origin without joining the key's flight,
     /// because the key's last response could not be shared (counted in
     /// `misses` too).

@@ -4,10 +4,12 @@
 use std::sync::Arc;
 
 use axum_core::response::{IntoResponseParts, ResponseParts};
+use http::header::HOST;
 use http::request::Parts;
-use http::{response, Request};
+use http::{response, HeaderMap, HeaderName, HeaderValue, Request, Uri};
 
 use crate::entry::Tag;
+use crate::semantics::query::normalize;
 
 /// Tags carried in a response's extensions.
 ///
@@ -142,9 +144,105 @@ pub(crate) fn key_tag(key: &str) -> Tag {
     tag.into_boxed_str()
 }
 
+/// Reserved tag prefix of a target URI: in
+/// [`Freshness::Origin`](crate::Freshness::Origin) every entry carries
+/// `#uri:<host><path>[?<query in normal form>]`, which an unsafe request to
+/// that URI invalidates (RFC 9111 §4.4), whatever variants it has.
+pub(crate) const URI_TAG_PREFIX: &str = "#uri:";
+
+/// The tag of the URI `target` on `host`; the query is read in normal form
+/// (see [`crate::semantics::query`]), as the default key reads it.
+pub(crate) fn uri_tag(host: &str, target: &Uri) -> Tag {
+    let query = target.query().map(normalize).unwrap_or_default();
+    let path = target.path();
+    let mut tag =
+        String::with_capacity(URI_TAG_PREFIX.len() + host.len() + path.len() + query.len() + 1);
+    tag.push_str(URI_TAG_PREFIX);
+    tag.extend(host.chars().map(|c| c.to_ascii_lowercase()));
+    tag.push_str(path);
+    if !query.is_empty() {
+        tag.push('?');
+        tag.push_str(&query);
+    }
+    tag.into_boxed_str()
+}
+
+/// The host a request is for: its `Host` header, or the authority of its
+/// URI (HTTP/2); empty if it names none.
+pub(crate) fn host_of(parts: &Parts) -> &str {
+    parts
+        .headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or_default()
+}
+
+/// The tag of a `Location` or `Content-Location` value sent in answer to
+/// a request for `host`: only for a URI on the same host (an absolute path,
+/// or an absolute URI with that authority), never another's, which the
+/// origin does not speak for (RFC 9111 §4.4).
+pub(crate) fn same_host_uri_tag(host: &str, location: &HeaderValue) -> Option<Tag> {
+    let uri: Uri = location.to_str().ok()?.trim().parse().ok()?;
+    match uri.authority() {
+        Some(authority) if authority.as_str().eq_ignore_ascii_case(host) => {}
+        Some(_) => return None,
+        None if uri.path().starts_with('/') => {}
+        None => return None,
+    }
+    Some(uri_tag(host, &uri))
+}
+
+/// The tags a response header lists (`Surrogate-Key: a b`, `Cache-Tag: a,b`):
+/// separated by spaces or commas, across every line of the header.
+pub(crate) fn header_tags<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .get_all(name)
+        .into_iter()
+        .filter_map(|line| line.to_str().ok())
+        .flat_map(|line| line.split([' ', ',', '\t']))
+        .filter(|tag| !tag.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uri_tags_name_the_host_path_and_normal_query() {
+        let uri = |s: &str| s.parse::<Uri>().unwrap();
+        assert_eq!(
+            &*uri_tag("Example.com", &uri("/a?b=2&a=1")),
+            "#uri:example.com/a?a=1&b=2"
+        );
+        assert_eq!(&*uri_tag("h", &uri("/a?")), "#uri:h/a");
+        assert_eq!(&*uri_tag("h", &uri("http://h/a")), "#uri:h/a");
+        let at = |v: &'static str| same_host_uri_tag("h:8080", &HeaderValue::from_static(v));
+        assert_eq!(at("/x?b&a").as_deref(), Some("#uri:h:8080/x?a&b"));
+        assert_eq!(at("http://H:8080/y").as_deref(), Some("#uri:h:8080/y"));
+        assert_eq!(at("http://other/y"), None);
+        assert_eq!(at("relative/y"), None);
+        assert_eq!(at("::"), None);
+    }
+
+    #[test]
+    fn header_tags_split_on_spaces_and_commas() {
+        let mut headers = HeaderMap::new();
+        headers.append("surrogate-key", HeaderValue::from_static("a  b,c"));
+        headers.append("surrogate-key", HeaderValue::from_static(" d "));
+        let name = HeaderName::from_static("surrogate-key");
+        assert_eq!(
+            header_tags(&headers, &name).collect::<Vec<_>>(),
+            ["a", "b", "c", "d"]
+        );
+        assert_eq!(
+            header_tags(&headers, &HeaderName::from_static("x")).count(),
+            0
+        );
+    }
 
     #[test]
     fn gathered_tags_come_from_the_function_then_the_handler_once_each() {

@@ -247,6 +247,8 @@ fn hits(rt: &Runtime, url: &str, body: &Bytes) -> Vec<Row> {
             ttl: TTL,
             stale_while_revalidate: Duration::ZERO,
             stale_if_error: Duration::ZERO,
+            validate_for: Duration::ZERO,
+            must_revalidate: false,
         };
         store.put(key, Arc::new(entry)).await.expect("put");
         // Writes are queued: wait until the row is there for every reader.

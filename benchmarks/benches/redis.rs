@@ -310,6 +310,8 @@ fn main() {
             ttl: TTL,
             stale_while_revalidate: Duration::ZERO,
             stale_if_error: Duration::ZERO,
+            validate_for: Duration::ZERO,
+            must_revalidate: false,
         };
         store.put(key, Arc::new(entry)).await.expect("put");
     });

@@ -87,6 +87,8 @@ fn entry(i: u64) -> Stored {
         ttl: Duration::from_secs(3600),
         stale_while_revalidate: Duration::ZERO,
         stale_if_error: Duration::ZERO,
+        validate_for: Duration::ZERO,
+        must_revalidate: false,
     };
     let weight = entry.weight();
     Stored {

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use http::header::AUTHORIZATION;
 use http::request::Parts;
-use http::{response, HeaderMap, HeaderName, HeaderValue, Request, Response};
+use http::{response, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use tower_service::Service;
 
@@ -22,13 +23,15 @@ use super::route::CacheRoute;
 use crate::coalesce::FlightGuard;
 use crate::entry::{Entry, KeyHash};
 use crate::metrics::StoreOp;
-use crate::semantics::storable::{self, Freshness};
+use crate::semantics::conditional::{make_conditional, updated_headers};
+use crate::semantics::freshness::Exchange;
+use crate::semantics::storable::{self, Asked, Lifetime};
 use crate::semantics::vary::{request_values, Vary};
 use crate::semantics::verdict::{within_stale_window, MissKind, Selector, Verdict};
 use crate::semantics::NotStoredReason;
-use crate::stamp::{now_micros, Stamp, Validity};
+use crate::stamp::{micros, now_micros, Stamp, Validity};
 use crate::store::StoreResult;
-use crate::tags::{copy_head, gather, key_tag};
+use crate::tags::{collect, copy_head, gather, header_tags, host_of, key_tag, uri_tag};
 
 /// A request that has to go to the origin, with what the lookup learned.
 pub(crate) struct Forward<S, ReqB> {
@@ -120,7 +123,8 @@ where
 {
     /// Calls the origin and, if the response may be stored, returns it with a
     /// recording body that stores it and hands it to the flight's waiters.
-    /// `guard` is the key's flight, when this request leads one.
+    /// `guard` is the key's flight, when this request leads one. A stale
+    /// entry the route revalidates makes the call a conditional request.
     pub(crate) async fn fill(
         self,
         guard: Option<FlightGuard>,
@@ -147,9 +151,26 @@ where
             (None, Some(_)) => route.cache.store().invalidation_generation(),
             _ => None,
         };
+        // The client's own head, kept before any validator of ours goes in:
+        // its conditions are answered from the revalidated entry.
         let request_head = copy_head(&parts);
+        let validating = stale
+            .as_ref()
+            .filter(|entry| route.revalidates(entry, &parts))
+            .cloned();
+        if let Some(entry) = &validating {
+            make_conditional(&mut parts.headers, &entry.headers);
+        }
         parts.extensions.insert(route.cache.clone());
+        let request_time = now_micros();
         let result = inner.call(Request::from_parts(parts, body)).await;
+        let asked = Asked {
+            exchange: Exchange {
+                request_time,
+                response_time: now_micros(),
+            },
+            authorization: request_head.headers.contains_key(AUTHORIZATION),
+        };
 
         let failed = match &result {
             Err(_) => Some(None),
@@ -169,35 +190,51 @@ where
                 return Ok(answer);
             }
         }
-        let (head, body) = result?.into_parts();
+        let (mut head, body) = result?.into_parts();
+        let shape = |fill_stamp, lifetime, vary| Shape {
+            key,
+            identity,
+            primary,
+            fill_stamp,
+            lifetime,
+            vary,
+            response_time: asked.exchange.response_time,
+        };
 
+        if let (Some(stale), StatusCode::NOT_MODIFIED) = (validating, head.status) {
+            let revalidation = Revalidation {
+                stale,
+                fill_stamp,
+                no_store,
+                asked,
+                kind,
+            };
+            return Ok(revalidation.answer(&route, &request_head, head, guard, shape));
+        }
+
+        let lower = body.size_hint().lower();
         let decided = match (fill_stamp, unstored) {
-            (Some(stamp), _) => decide(&route, no_store, &head, &body).map(|d| (stamp, d)),
+            (Some(stamp), _) => decide(&route, no_store, &head, lower, asked).map(|d| (stamp, d)),
             // Never stored nor judged by the stamps: any stamp will do.
-            (None, Some(_)) => decide(&route, no_store, &head, &body).map(|d| (Stamp(0), d)),
+            (None, Some(_)) => decide(&route, no_store, &head, lower, asked).map(|d| (Stamp(0), d)),
             (None, None) => Err(Storing::StoreDown),
         };
-        let (fill_stamp, (freshness, vary)) = match decided {
+        let (fill_stamp, (lifetime, vary)) = match decided {
             Ok(decided) => decided,
             Err(storing) => {
                 if let Some(guard) = guard {
                     guard.not_shareable(matches!(storing, Storing::No(reason) if reason.lasts()));
                 }
+                route.strip(&mut head.headers);
                 let status = Outcome::Forwarded { kind, storing }.report(&route);
                 let response = Response::from_parts(head, CacheBody::passthrough(body));
                 return Ok(respond::with_status(response, status));
             }
         };
 
-        let shape = Shape {
-            key,
-            identity,
-            primary,
-            fill_stamp,
-            freshness,
-            vary,
-        };
+        let shape = shape(fill_stamp, lifetime, vary);
         let (put_hash, template, index) = shape.entry(&route, &request_head, &head);
+        route.strip(&mut head.headers);
         // `stored` is only claimed when the body is known to fit (a body of
         // unknown length may still grow past the limit while streaming) and
         // the store vouches for the entry now: one it already counts as
@@ -228,6 +265,79 @@ where
             Response::from_parts(head, CacheBody::recording(body, recorder)),
             status,
         ))
+    }
+}
+
+/// A stale entry the origin answered a conditional request about with 304.
+struct Revalidation {
+    stale: Arc<Entry>,
+    fill_stamp: Option<Stamp>,
+    no_store: bool,
+    asked: Asked,
+    kind: MissKind,
+}
+
+impl Revalidation {
+    /// The stored response, its headers updated by the 304 (RFC 9111
+    /// §4.3.4), stored again with its new lifetime and shared with the
+    /// flight's waiters; and this request's answer from it (which may be a
+    /// 304 of its own, if the client's validators match).
+    fn answer<B>(
+        self,
+        route: &Arc<CacheRoute>,
+        request: &Parts,
+        not_modified: response::Parts,
+        guard: Option<FlightGuard>,
+        shape: impl FnOnce(Stamp, Lifetime, Vary) -> Shape,
+    ) -> Response<CacheBody<B>> {
+        let Revalidation {
+            stale,
+            fill_stamp,
+            no_store,
+            asked,
+            kind,
+        } = self;
+        let mut head = Response::new(()).into_parts().0;
+        head.status = stale.status;
+        head.headers = updated_headers(&stale.headers, &not_modified.headers);
+        head.extensions = not_modified.extensions;
+        let len = stale.body.len() as u64;
+        let decided = match fill_stamp {
+            Some(stamp) => decide(route, no_store, &head, len, asked).map(|d| (stamp, d)),
+            None => Err(Storing::StoreDown),
+        };
+        let now = now_micros();
+        let (entry, storing) = match decided {
+            Ok((fill_stamp, (lifetime, vary))) => {
+                let shape = shape(fill_stamp, lifetime, vary);
+                let (hash, template, index) = shape.entry(route, request, &head);
+                let recorder = Recorder::new(
+                    route.clone(),
+                    hash,
+                    template,
+                    index,
+                    guard,
+                    Keep::Store,
+                    None,
+                );
+                (recorder.finish_with(stale.body.clone()), Storing::Yes)
+            }
+            Err(storing) => {
+                if let Some(guard) = guard {
+                    guard.not_shareable(matches!(storing, Storing::No(reason) if reason.lasts()));
+                }
+                // Answered as updated, but not kept: a copy for this answer.
+                route.strip(&mut head.headers);
+                let entry = Entry {
+                    headers: respond::with_slots(&head.headers),
+                    stored_at_micros: now,
+                    ..(*stale).clone()
+                };
+                (Arc::new(entry), storing)
+            }
+        };
+        let status = Outcome::Revalidated { kind, storing }.report(route);
+        respond::from_entry(&entry, &request.headers, false, now, status)
     }
 }
 
@@ -266,23 +376,25 @@ fn stale_if_error<B>(
     Some(respond::from_entry(stale, request, false, now, status))
 }
 
-/// Whether the response may be stored, from its head (the body is checked
-/// as it streams): its freshness and `Vary`, or what becomes of it instead.
-fn decide<B: Body>(
+/// Whether the response may be stored, from its head and the least its body
+/// announces (the body is checked as it streams): its lifetime and `Vary`,
+/// or what becomes of it instead.
+fn decide(
     route: &CacheRoute,
     no_store: bool,
     head: &response::Parts,
-    body: &B,
-) -> Result<(Freshness, Vary), Storing> {
+    body_lower: u64,
+    asked: Asked,
+) -> Result<(Lifetime, Vary), Storing> {
     if no_store {
         return Err(Storing::No(NotStoredReason::RequestNoStore));
     }
     // A body that announces itself as too large (size hint) is refused up
     // front, so the client is told why.
-    if body.size_hint().lower() > route.options.rules.max_body_bytes as u64 {
+    if body_lower > route.options.rules.max_body_bytes as u64 {
         return Err(Storing::No(NotStoredReason::TooLarge));
     }
-    storable::decide(&route.options.rules, head).map_err(Storing::No)
+    storable::decide(&route.options.rules, head, asked).map_err(Storing::No)
 }
 
 /// Everything about the entry to store except its body.
@@ -291,8 +403,10 @@ struct Shape {
     identity: Option<String>,
     primary: KeyHash,
     fill_stamp: Stamp,
-    freshness: Freshness,
+    lifetime: Lifetime,
     vary: Vary,
+    /// When the response's head arrived (µs).
+    response_time: u64,
 }
 
 impl Shape {
@@ -326,22 +440,35 @@ impl Shape {
         };
         let names: Vec<HeaderName> = route.selecting.iter().cloned().chain(taught).collect();
         let mut tags = gather(route.options.tags.as_ref(), Some(request), head);
+        if let Some(name) = &route.options.tags_header {
+            let listed = header_tags(&head.headers, name);
+            tags = collect(tags.iter().map(|tag| &**tag).chain(listed));
+        }
         tags.push(key_tag(&self.key));
+        if route.origin {
+            tags.push(uri_tag(host_of(request), &request.uri));
+        }
+        let mut headers = respond::with_slots(&head.headers);
+        route.strip(&mut headers);
+        let lifetime = self.lifetime;
         let entry = Entry {
             route: route.name.clone(),
             key: self.key.into_boxed_str(),
             identity: self.identity.map(String::into_boxed_str),
             status: head.status,
-            headers: respond::with_slots(&head.headers),
+            headers,
             body: Bytes::new(),
             tags: tags.into_boxed_slice(),
             vary: request_values(&names, &request.headers).into_boxed_slice(),
             variants: None,
             fill_stamp: self.fill_stamp,
-            stored_at_micros: 0,
-            ttl: self.freshness.ttl,
-            stale_while_revalidate: self.freshness.stale_while_revalidate,
-            stale_if_error: self.freshness.stale_if_error,
+            // Its age counts from when it was generated (RFC 9111 §4.2.3).
+            stored_at_micros: self.response_time.saturating_sub(micros(lifetime.age)),
+            ttl: lifetime.ttl,
+            stale_while_revalidate: lifetime.stale_while_revalidate,
+            stale_if_error: lifetime.stale_if_error,
+            validate_for: lifetime.validate_for,
+            must_revalidate: lifetime.must_revalidate,
         };
         (put_hash, entry, index)
     }

@@ -72,9 +72,17 @@ where
                         let status = Outcome::Collapsed(forward.kind).report(&route);
                         return Ok(forward.answer(&entry, false, now, status));
                     }
+                    // Stored to be revalidated before every use (`no-cache`):
+                    // the flight's response is that validation.
+                    Verdict::Validate(entry, _) if entry.ttl.is_zero() => {
+                        let status = Outcome::Collapsed(forward.kind).report(&route);
+                        return Ok(forward.answer(&entry, false, now, status));
+                    }
                     // Overtaken by an invalidation (or already stale): this
                     // request must not take it. Start a fresh flight.
-                    Verdict::Stale(_) | Verdict::Miss(MissKind::Invalidated | MissKind::Stale) => {
+                    Verdict::Stale(_)
+                    | Verdict::Validate(..)
+                    | Verdict::Miss(MissKind::Invalidated | MissKind::Stale) => {
                         coalescer.retire(forward.hash, &flight);
                     }
                     // Another variant of a key that turned out to vary: join

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::{HeaderValue, Response};
@@ -9,6 +10,7 @@ use pin_project_lite::pin_project;
 
 use super::body::CacheBody;
 use super::respond;
+use super::route::CacheRoute;
 
 type BoxedResponse<B, E> = Pin<Box<dyn Future<Output = Result<Response<CacheBody<B>>, E>> + Send>>;
 
@@ -29,7 +31,13 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F, B, E> {
         Ready { response: Option<Response<CacheBody<B>>> },
-        Bypass { #[pin] future: F, cache_status: Option<HeaderValue> },
+        Bypass {
+            #[pin]
+            future: F,
+            cache_status: Option<HeaderValue>,
+            // The route, when it removes headers from responses.
+            strip: Option<Arc<CacheRoute>>,
+        },
         Boxed { future: BoxedResponse<B, E> },
     }
 }
@@ -43,11 +51,16 @@ impl<F, B, E> ResponseFuture<F, B, E> {
         }
     }
 
-    pub(crate) fn bypass(future: F, cache_status: HeaderValue) -> Self {
+    pub(crate) fn bypass(
+        future: F,
+        cache_status: HeaderValue,
+        strip: Option<Arc<CacheRoute>>,
+    ) -> Self {
         ResponseFuture {
             kind: Kind::Bypass {
                 future,
                 cache_status: Some(cache_status),
+                strip,
             },
         }
     }
@@ -77,8 +90,12 @@ where
             KindProj::Bypass {
                 future,
                 cache_status,
+                strip,
             } => {
-                let response = ready!(future.poll(cx))?;
+                let mut response = ready!(future.poll(cx))?;
+                if let Some(route) = strip.take() {
+                    route.strip(response.headers_mut());
+                }
                 let response = response.map(CacheBody::passthrough);
                 Poll::Ready(Ok(match cache_status.take() {
                     Some(status) => respond::with_status(response, status),

@@ -63,6 +63,7 @@ mod resolve;
 mod respond;
 mod route;
 mod service;
+mod unsafe_method;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -74,13 +75,15 @@ use tower_layer::Layer;
 pub use body::CacheBody;
 pub use future::ResponseFuture;
 pub use options::{
-    DEFAULT_COALESCE_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_KEY_BYTES,
-    DEFAULT_REFRESH_TIMEOUT, DEFAULT_TTL,
+    CDN_CACHE_CONTROL, DEFAULT_COALESCE_TIMEOUT, DEFAULT_KEEP_FOR_VALIDATION,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_TTL, DEFAULT_REFRESH_TIMEOUT,
+    DEFAULT_TTL, TAGCACHE_CACHE_CONTROL,
 };
 pub use respond::CACHE_STATUS;
 pub use service::CacheService;
 
 use crate::cache::Cache;
+use crate::semantics::storable::Freshness;
 use crate::tags::tags_fn;
 use options::{QueryKey, RouteOptions};
 use route::CacheRoute;
@@ -208,9 +211,67 @@ impl CacheLayer {
         self.with(|o| o.rules.ttl = ttl)
     }
 
-    /// Statuses that are stored (default: 200 only).
+    /// Statuses that are stored (default: 200 only; in
+    /// [`Freshness::Origin`], the statuses RFC 9110 calls heuristically
+    /// cacheable, see [`HEURISTICALLY_CACHEABLE`](crate::semantics::freshness::HEURISTICALLY_CACHEABLE)).
     pub fn statuses<I: IntoIterator<Item = StatusCode>>(self, statuses: I) -> Self {
-        self.with(|o| o.rules.statuses = statuses.into_iter().collect())
+        self.with(|o| {
+            o.rules.statuses = statuses.into_iter().collect();
+            o.statuses_chosen = true;
+        })
+    }
+
+    /// Where freshness comes from: the route's TTL
+    /// ([`Freshness::Route`], the default) or the origin's own headers, as
+    /// a shared cache following RFC 9111 ([`Freshness::Origin`]; see the
+    /// [module docs](self#freshnessorigin-a-shared-cache-as-rfc-9111-defines-it)).
+    pub fn freshness(self, freshness: Freshness) -> Self {
+        self.with(|o| o.rules.mode = freshness)
+    }
+
+    /// Heuristic freshness in [`Freshness::Origin`] (RFC 9111 §4.2.2): a
+    /// response with no explicit lifetime but a `Last-Modified` stays
+    /// fresh for `percent` of the time since it was modified, at most
+    /// `max` (default 10 %, at most a day).
+    pub fn heuristic_freshness(self, percent: u32, max: Duration) -> Self {
+        self.with(|o| o.rules.heuristic = crate::semantics::freshness::Heuristic { percent, max })
+    }
+
+    /// The longest lifetime a response may claim in [`Freshness::Origin`]
+    /// (default [`DEFAULT_MAX_TTL`], a day). Keep it within the store's
+    /// `max_entry_life`, past which an entry is never served.
+    pub fn max_ttl(self, max: Duration) -> Self {
+        self.with(|o| o.rules.max_ttl = max)
+    }
+
+    /// How long an expired response with a validator (`ETag`,
+    /// `Last-Modified`) is kept in [`Freshness::Origin`], so that the next
+    /// request revalidates it with a conditional request instead of
+    /// fetching it whole (default [`DEFAULT_KEEP_FOR_VALIDATION`], an hour).
+    pub fn keep_for_validation(self, window: Duration) -> Self {
+        self.with(|o| o.rules.keep_for_validation = window)
+    }
+
+    /// The targeted fields (RFC 9213) that replace `Cache-Control` for
+    /// this cache in [`Freshness::Origin`], first present first (default:
+    /// [`TAGCACHE_CACHE_CONTROL`], then [`CDN_CACHE_CONTROL`]).
+    pub fn targeted_fields<I: IntoIterator<Item = HeaderName>>(self, names: I) -> Self {
+        self.with(|o| o.rules.targeted = names.into_iter().collect())
+    }
+
+    /// Whether every targeted field is removed from responses before they
+    /// leave (default: only [`TAGCACHE_CACHE_CONTROL`], which concerns no
+    /// one else; `CDN-Cache-Control` goes on to any CDN in front).
+    pub fn strip_targeted_fields(self, strip: bool) -> Self {
+        self.with(|o| o.strip_targeted = strip)
+    }
+
+    /// Takes tags from a response header too (`Surrogate-Key`,
+    /// `Cache-Tag`, `xkey`: tags separated by spaces or commas), and
+    /// removes the header before the response leaves. For an origin that
+    /// names its own tags; they add to those of [`tags`](Self::tags).
+    pub fn tags_from_header(self, name: HeaderName) -> Self {
+        self.with(|o| o.tags_header = Some(name))
     }
 
     /// Largest body stored (default 1 MiB). Larger responses stream through
@@ -267,7 +328,12 @@ impl CacheLayer {
 
     /// Whether a client's `Cache-Control: no-cache` (or `Pragma: no-cache`)
     /// makes the request go to the origin. Default: no, so clients cannot
-    /// force load on the origin; the response is stored as usual.
+    /// force load on the origin; the response is stored as usual. In
+    /// [`Freshness::Origin`] it covers every request directive that asks
+    /// for a fresher response than the cache holds (`no-cache`, `max-age`,
+    /// `min-fresh`), and the origin is then asked with a conditional
+    /// request when the stored response has a validator. Directives that
+    /// ask for less (`max-stale`, `only-if-cached`) are always followed.
     pub fn honor_request_no_cache(self, honor: bool) -> Self {
         self.with(|o| o.honor_request_no_cache = honor)
     }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use http::request::Parts;
 use http::{HeaderName, StatusCode};
 
-use crate::semantics::storable::StoreRules;
+use crate::semantics::freshness::Heuristic;
+use crate::semantics::storable::{Freshness, StoreRules};
 use crate::tags::TagsFn;
 
 /// Default TTL of a route: 60 seconds.
@@ -20,6 +21,19 @@ pub const DEFAULT_MAX_KEY_BYTES: usize = 4096;
 pub const DEFAULT_COALESCE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default longest a stale-while-revalidate background refresh may take: 30 s.
 pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default longest lifetime a response may claim in
+/// [`Freshness::Origin`]: 1 day (see [`crate::stamp::DEFAULT_MAX_ENTRY_LIFE`]).
+pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Default time an expired response with a validator is kept to be
+/// revalidated, in [`Freshness::Origin`]: 1 hour.
+pub const DEFAULT_KEEP_FOR_VALIDATION: Duration = Duration::from_secs(3600);
+/// The targeted field (RFC 9213) of tagcache's own: it takes precedence
+/// over `CDN-Cache-Control` and `Cache-Control` in [`Freshness::Origin`],
+/// and is always removed before the response leaves.
+pub const TAGCACHE_CACHE_CONTROL: HeaderName = HeaderName::from_static("tagcache-cache-control");
+/// `CDN-Cache-Control` (RFC 9213).
+pub const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
 
 /// A key or identity function.
 pub(crate) type KeyFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
@@ -50,6 +64,12 @@ pub(crate) struct RouteOptions {
     pub(crate) refresh_timeout: Duration,
     pub(crate) honor_request_no_cache: bool,
     pub(crate) max_key_bytes: usize,
+    /// The statuses were chosen, not left to the mode's default.
+    pub(crate) statuses_chosen: bool,
+    /// A response header that lists tags (`Surrogate-Key`).
+    pub(crate) tags_header: Option<HeaderName>,
+    /// Remove every targeted field, not only tagcache's own.
+    pub(crate) strip_targeted: bool,
 }
 
 impl Default for RouteOptions {
@@ -67,6 +87,11 @@ impl Default for RouteOptions {
                 stale_if_error: Duration::ZERO,
                 respect_response_ttl: true,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                mode: Freshness::Route,
+                heuristic: Heuristic::default(),
+                max_ttl: DEFAULT_MAX_TTL,
+                keep_for_validation: DEFAULT_KEEP_FOR_VALIDATION,
+                targeted: vec![TAGCACHE_CACHE_CONTROL, CDN_CACHE_CONTROL],
             },
             vary: Vec::new(),
             coalesce: true,
@@ -74,6 +99,9 @@ impl Default for RouteOptions {
             refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
             honor_request_no_cache: false,
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
+            statuses_chosen: false,
+            tags_header: None,
+            strip_targeted: false,
         }
     }
 }
@@ -92,6 +120,8 @@ impl std::fmt::Debug for RouteOptions {
             .field("refresh_timeout", &self.refresh_timeout)
             .field("honor_request_no_cache", &self.honor_request_no_cache)
             .field("max_key_bytes", &self.max_key_bytes)
+            .field("tags_header", &self.tags_header)
+            .field("strip_targeted", &self.strip_targeted)
             .finish()
     }
 }

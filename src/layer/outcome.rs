@@ -22,8 +22,14 @@ pub(crate) enum Outcome<'a> {
     /// Went to the origin because of `kind`; `storing` says what became of
     /// the response.
     Forwarded { kind: MissKind, storing: Storing },
+    /// Revalidated a stale entry: the origin answered the conditional
+    /// request with 304, and the entry (updated) answered.
+    Revalidated { kind: MissKind, storing: Storing },
     /// Went to the origin without the cache being consulted.
     Bypass(BypassReason),
+    /// Nothing stored could answer, and the client asked for a stored
+    /// answer only (`only-if-cached`): 504, the origin is not called.
+    OnlyIfCached(MissKind),
 }
 
 /// Why a stale entry answered.
@@ -90,6 +96,24 @@ impl Outcome<'_> {
                 };
                 status.finish()
             }
+            Outcome::Revalidated { kind, storing } => {
+                metrics.revalidated();
+                let status = CacheStatus::new(name).fwd(kind.fwd()).fwd_status(304);
+                match storing {
+                    Storing::Yes => status.stored(),
+                    Storing::Unknown => status,
+                    Storing::No(reason) => {
+                        metrics.not_stored(reason);
+                        status.detail(reason.as_str())
+                    }
+                    Storing::StoreDown => status.detail("store-error"),
+                }
+                .finish()
+            }
+            Outcome::OnlyIfCached(kind) => CacheStatus::new(name)
+                .fwd(kind.fwd())
+                .detail("only-if-cached")
+                .finish(),
             Outcome::Bypass(reason) => {
                 metrics.bypass(reason);
                 tracing::debug!(route = %route.name, reason = reason.as_str(), "tagcache bypass");

@@ -14,7 +14,7 @@ use crate::coalesce::FlightGuard;
 use crate::entry::{Entry, KeyHash};
 use crate::metrics::StoreOp;
 use crate::semantics::NotStoredReason;
-use crate::stamp::{now_micros, Validity};
+use crate::stamp::Validity;
 use crate::store::{StoreFuture, StoreResult};
 
 /// Where a key's variant index goes, and what it names.
@@ -105,24 +105,27 @@ impl Recorder {
     }
 
     /// The body ended: store the entry and share it.
-    pub(crate) fn finish(self) {
+    pub(crate) fn finish(mut self) {
+        let mut body = Vec::with_capacity(self.len);
+        for chunk in std::mem::take(&mut self.chunks) {
+            body.extend_from_slice(&chunk);
+        }
+        self.finish_with(Bytes::from(body));
+    }
+
+    /// Stores the entry with `body` (a body of its own allocation, exactly
+    /// its size) and shares it; returns it.
+    pub(crate) fn finish_with(self, body: Bytes) -> Arc<Entry> {
         let Recorder {
-            chunks,
-            len,
             route,
             hash,
             mut template,
             index,
             mut guard,
             keep,
-            expected: _,
+            ..
         } = self;
-        let mut body = Vec::with_capacity(len);
-        for chunk in &chunks {
-            body.extend_from_slice(chunk);
-        }
-        drop(chunks);
-        template.body = Bytes::from(body);
+        template.body = body;
         // The stored body is complete, so say how long it is: otherwise the
         // server adds `Content-Length` to every hit's cloned map (a regrow).
         if !template.headers.contains_key(CONTENT_LENGTH)
@@ -132,22 +135,21 @@ impl Recorder {
                 .headers
                 .insert(CONTENT_LENGTH, HeaderValue::from(template.body.len()));
         }
-        template.stored_at_micros = now_micros();
         let entry = Arc::new(template);
         if let Keep::ShareOnly { generation } = keep {
             if let Some(guard) = guard {
-                guard.share_unstored(entry, generation);
+                guard.share_unstored(entry.clone(), generation);
             }
-            return;
+            return entry;
         }
         if route.validity(&entry) == Validity::Invalid {
             // Invalidated while the origin was answering: never stored. The
             // waiters still get it and, finding it invalid, start afresh.
             route.metrics.not_stored(NotStoredReason::Invalidated);
             if let Some(guard) = guard.as_mut() {
-                guard.share(entry);
+                guard.share(entry.clone());
             }
-            return;
+            return entry;
         }
         if let Some(guard) = guard.as_mut() {
             guard.share(entry.clone());
@@ -166,7 +168,7 @@ impl Recorder {
         let index = index.map(|at| (at.primary, Arc::new(Entry::variant_index(&entry, at.names))));
         let started = Instant::now();
         let mut pending = Vec::new();
-        for (hash, entry) in std::iter::once((hash, entry)).chain(index) {
+        for (hash, entry) in std::iter::once((hash, entry.clone())).chain(index) {
             // The write of the key the fleet-wide lease is held on also
             // releases it, so other instances waiting on it find the entry.
             let write = match guard.as_mut().and_then(|guard| guard.lease_for(hash)) {
@@ -181,6 +183,7 @@ impl Recorder {
         if !pending.is_empty() {
             spawn_puts(route, pending, started, guard);
         }
+        entry
     }
 }
 

@@ -3,6 +3,7 @@
 //! to go to the origin (alone, as HEAD, or through the key's flight).
 
 use bytes::Bytes;
+use http::header::RANGE;
 use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
@@ -15,10 +16,10 @@ use super::outcome::{Outcome, StaleCause, Storing};
 use super::respond;
 use crate::entry::KeyHash;
 use crate::metrics::StoreOp;
-use crate::semantics::request::forbids_storing;
-use crate::semantics::verdict::{within_stale_window, MissKind, Verdict};
+use crate::semantics::request::{self, forbids_storing, has_directives};
+use crate::semantics::verdict::{as_requested, within_stale_window, MissKind, Verdict};
 use crate::semantics::NotStoredReason;
-use crate::stamp::now_micros;
+use crate::stamp::{now_micros, Validity};
 
 /// The lookup, when `call` could not answer at once.
 pub(crate) enum Lookup {
@@ -59,6 +60,23 @@ where
             }
         }
     };
+    // In origin mode the request's own directives count (RFC 9111 §5.2.1).
+    let asks = match route.origin && has_directives(&forward.parts.headers) {
+        true => Some(request::directives(&forward.parts.headers)),
+        false => None,
+    };
+    let verdict = match (&asks, verdict) {
+        (Some(asks), verdict) => {
+            let fresher = route.options.honor_request_no_cache;
+            let validity = match &verdict {
+                Verdict::Stale(entry) | Verdict::Validate(entry, _) => route.validity(entry),
+                _ => Validity::Valid,
+            };
+            as_requested(verdict, asks, fresher, validity, now_micros())
+        }
+        (None, verdict) => verdict,
+    };
+    let only_if_cached = asks.as_ref().is_some_and(|asks| asks.only_if_cached);
     match verdict {
         Verdict::Fresh(entry) => {
             let now = now_micros();
@@ -75,13 +93,22 @@ where
                 let status = Outcome::Stale { stale_for, cause }.report(&route);
                 let response = forward.answer(&entry, head_only, now, status);
                 forward.kind = MissKind::Stale;
+                forward.stale = Some(entry);
                 revalidate_in_background(forward);
                 return Ok(response);
             }
             forward.kind = MissKind::Stale;
             forward.stale = Some(entry);
         }
+        Verdict::Validate(entry, kind) => {
+            forward.kind = kind;
+            forward.stale = Some(entry);
+        }
         Verdict::Miss(kind) => forward.kind = kind,
+    }
+    if only_if_cached {
+        let status = Outcome::OnlyIfCached(forward.kind).report(&route);
+        return Ok(respond::only_if_cached(status));
     }
     if head_only {
         return forward_head(forward).await;
@@ -94,8 +121,12 @@ where
         return forward.fill(None).await;
     }
     // A client that asked for the origin's answer (on a route that honours
-    // it) must not take another request's flight, which may predate it.
-    if !route.options.coalesce || forward.kind == MissKind::Request {
+    // it) must not take another request's flight, which may predate it; a
+    // range request's partial answer could serve no one else.
+    if !route.options.coalesce
+        || forward.kind == MissKind::Request
+        || forward.parts.headers.contains_key(RANGE)
+    {
         return forward.fill(None).await;
     }
     // The key's last answer could not be shared: don't queue behind this
@@ -126,7 +157,8 @@ where
     let storing = Storing::No(NotStoredReason::Head);
     let status = Outcome::Forwarded { kind, storing }.report(&route);
     parts.extensions.insert(route.cache.clone());
-    let response = inner.call(Request::from_parts(parts, body)).await?;
+    let mut response = inner.call(Request::from_parts(parts, body)).await?;
+    route.strip(response.headers_mut());
     Ok(respond::with_status(
         response.map(CacheBody::passthrough),
         status,

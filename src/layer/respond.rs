@@ -96,6 +96,18 @@ pub(crate) fn from_entry<B>(
     response
 }
 
+/// The 504 of a request that asked for a stored response only
+/// (`only-if-cached`, RFC 9111 §5.2.1.7) when none could answer.
+pub(crate) fn only_if_cached<B>(cache_status: HeaderValue) -> Response<CacheBody<B>> {
+    let mut response = Response::new(CacheBody::empty());
+    *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    response
+        .headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    response.headers_mut().insert(CACHE_STATUS, cache_status);
+    response
+}
+
 /// Adds our `Cache-Status` to a response from the origin.
 pub(crate) fn with_status<B>(mut response: Response<B>, cache_status: HeaderValue) -> Response<B> {
     response.headers_mut().append(CACHE_STATUS, cache_status);

@@ -10,11 +10,13 @@ use http::header::HOST;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName};
 
-use super::options::{QueryKey, RouteOptions};
+use super::options::{QueryKey, RouteOptions, TAGCACHE_CACHE_CONTROL};
 use crate::cache::Cache;
 use crate::entry::{Entry, KeyHash, KeyHasher};
 use crate::metrics::{RouteMetrics, StoreOp};
+use crate::semantics::freshness::HEURISTICALLY_CACHEABLE;
 use crate::semantics::query;
+use crate::semantics::storable::{has_validator, Freshness};
 use crate::semantics::verdict::{self, MissKind, Selector, Verdict};
 use crate::stamp::{now_micros, Validity};
 use crate::store::{StoreError, StoreErrorKind};
@@ -27,24 +29,70 @@ pub(crate) struct CacheRoute {
     /// The request headers that select a response on every request: the
     /// declared ones, plus `Host` under the default key.
     pub(crate) selecting: Vec<HeaderName>,
+    /// The route is a shared cache following the origin's headers
+    /// ([`Freshness::Origin`]).
+    pub(crate) origin: bool,
+    /// Response headers removed before a response leaves or is stored:
+    /// targeted fields meant for this cache alone, and the tags header.
+    strip: Box<[HeaderName]>,
     /// Second (since the epoch) of the last store failure logged.
     last_failure_log: AtomicU64,
 }
 
 impl CacheRoute {
-    pub(crate) fn new(cache: Cache, name: Arc<str>, options: RouteOptions) -> Self {
+    pub(crate) fn new(cache: Cache, name: Arc<str>, mut options: RouteOptions) -> Self {
         let mut selecting = options.vary.clone();
         if options.key.is_none() && !selecting.contains(&HOST) {
             selecting.insert(0, HOST);
         }
+        let origin = options.rules.mode == Freshness::Origin;
+        if origin && !options.statuses_chosen {
+            options.rules.statuses = HEURISTICALLY_CACHEABLE.to_vec();
+        }
+        let mut strip = Vec::new();
+        if origin {
+            let strip_all = options.strip_targeted;
+            let targeted = options.rules.targeted.iter();
+            strip.extend(
+                targeted
+                    .filter(|name| strip_all || **name == TAGCACHE_CACHE_CONTROL)
+                    .cloned(),
+            );
+        }
+        strip.extend(options.tags_header.clone());
         CacheRoute {
             metrics: cache.route_metrics(&name),
             cache,
             name,
             options,
             selecting,
+            origin,
+            strip: strip.into_boxed_slice(),
             last_failure_log: AtomicU64::new(0),
         }
+    }
+
+    /// Removes what must not leave this cache from a response's headers.
+    #[inline]
+    pub(crate) fn strip(&self, headers: &mut HeaderMap) {
+        for name in self.strip.iter() {
+            headers.remove(name);
+        }
+    }
+
+    /// Whether anything is removed from responses (see [`Self::strip`]).
+    pub(crate) fn strips(&self) -> bool {
+        !self.strip.is_empty()
+    }
+
+    /// Whether a stale `entry` is revalidated with a conditional request
+    /// for this request: in origin mode, for a plain GET (a range request
+    /// goes to the origin as it is), when it has a validator.
+    pub(crate) fn revalidates(&self, entry: &Entry, request: &Parts) -> bool {
+        self.origin
+            && request.method == http::Method::GET
+            && !request.headers.contains_key(http::header::RANGE)
+            && has_validator(&entry.headers)
     }
 
     /// The route's key for the request: the key function's, or the path and

@@ -19,11 +19,13 @@ use super::outcome::Outcome;
 use super::resolve::{resolve, Lookup};
 use super::respond;
 use super::route::CacheRoute;
+use super::unsafe_method::{invalidating, is_unsafe, UnsafeTarget};
 use crate::metrics::StoreOp;
 use crate::semantics::request;
 use crate::semantics::verdict::{MissKind, Selector, Verdict};
 use crate::semantics::BypassReason;
 use crate::stamp::now_micros;
+use crate::tags::host_of;
 
 /// The middleware made by [`CacheLayer`](crate::CacheLayer).
 pub struct CacheService<S> {
@@ -76,6 +78,9 @@ where
         let per_user = options.identity.is_some();
         if let Some(reason) = request::bypass_reason(request.method(), request.headers(), per_user)
         {
+            if route.origin && is_unsafe(request.method()) {
+                return self.invalidating(request);
+            }
             return self.bypass(request, reason);
         }
         let head_only = request.method() == Method::HEAD;
@@ -98,7 +103,14 @@ where
         }
         let primary = route.hash(&key, identity.as_deref(), &parts.headers);
 
-        let lookup = if options.honor_request_no_cache && request::wants_origin(&parts.headers) {
+        // In origin mode the request's directives are weighed after the
+        // lookup (see `resolve`): a stale entry may serve, a fresh one may
+        // need revalidating.
+        let directed = route.origin && request::has_directives(&parts.headers);
+        let lookup = if !route.origin
+            && options.honor_request_no_cache
+            && request::wants_origin(&parts.headers)
+        {
             Lookup::Done {
                 hash: primary,
                 verdict: Verdict::Miss(MissKind::Request),
@@ -120,17 +132,19 @@ where
                             Verdict::Miss(MissKind::StoreError)
                         }
                     };
-                    if let Verdict::Fresh(entry) = &verdict {
-                        let status = Outcome::Hit { entry, now }.report(route);
-                        return ResponseFuture::ready(respond::from_entry(
-                            entry,
-                            &parts.headers,
-                            head_only,
-                            now,
-                            status,
-                        ));
+                    match &verdict {
+                        Verdict::Fresh(entry) if !directed => {
+                            let status = Outcome::Hit { entry, now }.report(route);
+                            return ResponseFuture::ready(respond::from_entry(
+                                entry,
+                                &parts.headers,
+                                head_only,
+                                now,
+                                status,
+                            ));
+                        }
+                        _ => Lookup::Done { hash, verdict },
                     }
-                    Lookup::Done { hash, verdict }
                 }
                 pending => Lookup::Pending(pending),
             }
@@ -172,6 +186,29 @@ impl<S: Clone> CacheService<S> {
     {
         let status = Outcome::Bypass(reason).report(&self.route);
         request.extensions_mut().insert(self.route.cache.clone());
-        ResponseFuture::bypass(self.inner.call(request), status)
+        let strip = self.route.strips().then(|| self.route.clone());
+        ResponseFuture::bypass(self.inner.call(request), status, strip)
+    }
+
+    /// An unsafe request in origin mode: to the origin, then the target's
+    /// entries are invalidated (see [`super::unsafe_method`]).
+    fn invalidating<ReqB, ResB>(
+        &mut self,
+        mut request: Request<ReqB>,
+    ) -> ResponseFuture<S::Future, ResB, S::Error>
+    where
+        S: Service<Request<ReqB>, Response = Response<ResB>>,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        ResB: Body<Data = Bytes> + Send + 'static,
+    {
+        let route = self.route.clone();
+        let status = Outcome::Bypass(BypassReason::Method).report(&route);
+        let (parts, body) = request.into_parts();
+        let target = UnsafeTarget::of(host_of(&parts), &parts.uri);
+        request = Request::from_parts(parts, body);
+        request.extensions_mut().insert(route.cache.clone());
+        let answer = self.inner.call(request);
+        ResponseFuture::boxed(invalidating(route, answer, target, status))
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use http::header::CACHE_CONTROL;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 /// The directives of one or more `Cache-Control` header lines.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -29,6 +29,13 @@ pub struct CacheControl {
     pub stale_while_revalidate: Option<Duration>,
     /// `stale-if-error`
     pub stale_if_error: Option<Duration>,
+    /// `max-stale` (a request directive): any staleness when it has no
+    /// value (`Duration::MAX`).
+    pub max_stale: Option<Duration>,
+    /// `min-fresh` (a request directive).
+    pub min_fresh: Option<Duration>,
+    /// `only-if-cached` (a request directive).
+    pub only_if_cached: bool,
 }
 
 impl CacheControl {
@@ -36,8 +43,24 @@ impl CacheControl {
     /// ignored; a malformed delta-seconds value is treated as 0 for the
     /// freshness directives (the conservative reading, RFC 9111 §4.2.1).
     pub fn parse(headers: &HeaderMap) -> Self {
+        Self::parse_field(headers, &CACHE_CONTROL)
+    }
+
+    /// The directives this cache follows in a response (RFC 9213): those
+    /// of the first of the `targeted` fields (`CDN-Cache-Control`, say)
+    /// that the response carries, which then replace `Cache-Control`
+    /// entirely; else those of `Cache-Control`.
+    pub fn for_cache(headers: &HeaderMap, targeted: &[HeaderName]) -> Self {
+        match targeted.iter().find(|name| headers.contains_key(*name)) {
+            Some(name) => Self::parse_field(headers, name),
+            None => Self::parse(headers),
+        }
+    }
+
+    /// Parses every line of the field `name` as cache directives.
+    fn parse_field(headers: &HeaderMap, name: &HeaderName) -> Self {
         let mut cc = CacheControl::default();
-        for line in headers.get_all(CACHE_CONTROL) {
+        for line in headers.get_all(name) {
             let Ok(line) = line.to_str() else {
                 // Opaque bytes: we cannot tell what it says, so assume the
                 // strictest reading.
@@ -74,6 +97,16 @@ impl CacheControl {
                     cc.stale_while_revalidate = seconds();
                 } else if name.eq_ignore_ascii_case("stale-if-error") {
                     cc.stale_if_error = seconds();
+                } else if name.eq_ignore_ascii_case("max-stale") {
+                    // Without a value: stale responses of any age will do.
+                    cc.max_stale = match value {
+                        None => Some(Duration::MAX),
+                        Some(_) => min(cc.max_stale, seconds()),
+                    };
+                } else if name.eq_ignore_ascii_case("min-fresh") {
+                    cc.min_fresh = seconds();
+                } else if name.eq_ignore_ascii_case("only-if-cached") {
+                    cc.only_if_cached = true;
                 }
             }
         }
@@ -150,6 +183,38 @@ mod tests {
             parse(&["max-age=60, max-age=10"]).max_age,
             Some(Duration::from_secs(10))
         );
+    }
+
+    #[test]
+    fn request_directives() {
+        let cc = parse(&["max-stale=30, min-fresh=5, only-if-cached"]);
+        assert_eq!(cc.max_stale, Some(Duration::from_secs(30)));
+        assert_eq!(cc.min_fresh, Some(Duration::from_secs(5)));
+        assert!(cc.only_if_cached);
+        assert_eq!(parse(&["max-stale"]).max_stale, Some(Duration::MAX));
+        assert_eq!(parse(&["max-stale=x"]).max_stale, Some(Duration::ZERO));
+        assert_eq!(parse(&[]).max_stale, None);
+    }
+
+    /// A targeted field (RFC 9213) replaces `Cache-Control` for this cache
+    /// when present; the first of the list present wins.
+    #[test]
+    fn targeted_fields_take_precedence() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let cdn = HeaderName::from_static("cdn-cache-control");
+        let own = HeaderName::from_static("x-own-cache-control");
+        let targets = [own.clone(), cdn.clone()];
+        assert!(CacheControl::for_cache(&headers, &targets).no_store);
+        headers.insert(&cdn, HeaderValue::from_static("max-age=60"));
+        let cc = CacheControl::for_cache(&headers, &targets);
+        assert!(!cc.no_store);
+        assert_eq!(cc.max_age, Some(Duration::from_secs(60)));
+        headers.insert(&own, HeaderValue::from_static("s-maxage=5"));
+        let cc = CacheControl::for_cache(&headers, &targets);
+        assert_eq!(cc.shared_max_age(), Some(Duration::from_secs(5)));
+        assert_eq!(cc.max_age, None);
+        assert!(CacheControl::for_cache(&headers, &[]).no_store);
     }
 
     #[test]

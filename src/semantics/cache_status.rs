@@ -75,11 +75,17 @@ pub enum NotStoredReason {
     Invalidated,
     /// The request said `Cache-Control: no-store`.
     RequestNoStore,
+    /// The response names no lifetime and has none by heuristic
+    /// ([`Freshness::Origin`](crate::Freshness::Origin)).
+    NoFreshness,
+    /// The request carried `Authorization` and the response did not say it
+    /// may be shared (RFC 9111 §3.5).
+    Authorization,
 }
 
 impl NotStoredReason {
     /// Every reason, for pre-registering metrics.
-    pub const ALL: [NotStoredReason; 14] = [
+    pub const ALL: [NotStoredReason; 16] = [
         NotStoredReason::Status,
         NotStoredReason::NoStore,
         NotStoredReason::NoCache,
@@ -94,6 +100,8 @@ impl NotStoredReason {
         NotStoredReason::BodyError,
         NotStoredReason::Invalidated,
         NotStoredReason::RequestNoStore,
+        NotStoredReason::NoFreshness,
+        NotStoredReason::Authorization,
     ];
 
     /// Whether the reason belongs to what the origin answers for the key
@@ -112,12 +120,14 @@ impl NotStoredReason {
             | NotStoredReason::VaryTooWide
             | NotStoredReason::TooLarge
             | NotStoredReason::ZeroTtl
-            | NotStoredReason::Trailers => true,
+            | NotStoredReason::Trailers
+            | NotStoredReason::NoFreshness => true,
             NotStoredReason::Status
             | NotStoredReason::Head
             | NotStoredReason::BodyError
             | NotStoredReason::Invalidated
-            | NotStoredReason::RequestNoStore => false,
+            | NotStoredReason::RequestNoStore
+            | NotStoredReason::Authorization => false,
         }
     }
 
@@ -138,6 +148,8 @@ impl NotStoredReason {
             NotStoredReason::BodyError => "body-error",
             NotStoredReason::Invalidated => "invalidated",
             NotStoredReason::RequestNoStore => "request-no-store",
+            NotStoredReason::NoFreshness => "no-freshness",
+            NotStoredReason::Authorization => "authorization",
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod cache_control;
 pub mod cache_status;
 pub mod conditional;
+pub mod freshness;
 pub mod query;
 pub mod request;
 pub mod storable;

@@ -40,6 +40,25 @@ pub fn wants_origin(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"))
 }
 
+/// Whether the request carries cache directives at all (`Cache-Control`
+/// or `Pragma`): the cheap test before [`directives`].
+#[inline]
+pub fn has_directives(headers: &HeaderMap) -> bool {
+    headers.contains_key(CACHE_CONTROL) || headers.contains_key(PRAGMA)
+}
+
+/// The request's cache directives (RFC 9111 §5.2.1), with `Pragma:
+/// no-cache` read as `no-cache` when there is no `Cache-Control` (§5.4).
+pub fn directives(headers: &HeaderMap) -> CacheControl {
+    let mut cc = CacheControl::parse(headers);
+    if !headers.contains_key(CACHE_CONTROL) {
+        cc.no_cache = headers
+            .get(PRAGMA)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"));
+    }
+    cc
+}
+
 /// Whether the client asked that nothing of this exchange be stored
 /// (`Cache-Control: no-store`).
 pub fn forbids_storing(headers: &HeaderMap) -> bool {
@@ -82,6 +101,20 @@ mod tests {
         );
         assert_eq!(bypass_reason(&Method::GET, &auth, true), None);
         assert_eq!(bypass_reason(&Method::GET, &cookie, true), None);
+    }
+
+    #[test]
+    fn pragma_counts_only_without_cache_control() {
+        assert!(directives(&headers(&[("pragma", "no-cache")])).no_cache);
+        assert!(
+            !directives(&headers(&[
+                ("pragma", "no-cache"),
+                ("cache-control", "max-age=5")
+            ]))
+            .no_cache
+        );
+        assert!(has_directives(&headers(&[("pragma", "x")])));
+        assert!(!has_directives(&HeaderMap::new()));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
+use super::cache_control::CacheControl;
 use super::vary;
 use crate::entry::Entry;
 use crate::stamp::{micros, outlived, Validity};
@@ -17,6 +18,10 @@ pub(crate) enum Verdict {
     Fresh(Arc<Entry>),
     /// Expired (or soft-invalidated) but inside a stale window.
     Stale(Arc<Entry>),
+    /// Not usable as it is, but kept to be revalidated: the origin is
+    /// asked with a conditional request whether it still holds (for the
+    /// reason given). Where no conditional request is made it is a miss.
+    Validate(Arc<Entry>, MissKind),
     /// Nothing usable.
     Miss(MissKind),
 }
@@ -112,11 +117,59 @@ pub(crate) fn judge(
         return Verdict::Fresh(entry);
     }
     let window = entry.stale_while_revalidate.max(entry.stale_if_error);
-    if now - fresh_until < micros(window) {
+    let stale_for = now - fresh_until;
+    if stale_for < micros(window) {
         Verdict::Stale(entry)
+    } else if stale_for < micros(entry.validate_for) {
+        Verdict::Validate(entry, MissKind::Stale)
     } else {
         Verdict::Miss(MissKind::Stale)
     }
+}
+
+/// What a request's own directives (RFC 9111 §5.2.1) make of a verdict, at
+/// `now`: `max-stale` lets an entry the origin did not forbid serving stale
+/// answer past its freshness; and, when `fresher` (the route follows the
+/// directives that add origin load), `no-cache`, `max-age` and `min-fresh`
+/// turn a fresh entry into one to revalidate.
+pub(crate) fn as_requested(
+    verdict: Verdict,
+    asks: &CacheControl,
+    fresher: bool,
+    validity: Validity,
+    now: u64,
+) -> Verdict {
+    match verdict {
+        Verdict::Fresh(entry) => {
+            let age = now.saturating_sub(entry.stored_at_micros);
+            let left = entry.fresh_until_micros().saturating_sub(now);
+            let refused = asks.no_cache
+                || asks.max_age.is_some_and(|max| age > micros(max))
+                || asks.min_fresh.is_some_and(|min| left < micros(min));
+            match fresher && refused {
+                true => Verdict::Validate(entry, MissKind::Request),
+                false => Verdict::Fresh(entry),
+            }
+        }
+        Verdict::Stale(entry) | Verdict::Validate(entry, MissKind::Stale)
+            if accepts_stale(&entry, asks, validity, now) =>
+        {
+            Verdict::Fresh(entry)
+        }
+        other => other,
+    }
+}
+
+/// Whether a client's `max-stale` covers `entry`'s staleness at `now`, and
+/// the origin allowed serving it stale at all.
+fn accepts_stale(entry: &Entry, asks: &CacheControl, validity: Validity, now: u64) -> bool {
+    let (Some(max_stale), false) = (asks.max_stale, entry.must_revalidate) else {
+        return false;
+    };
+    let Some(fresh_until) = fresh_until(entry, validity, now) else {
+        return false;
+    };
+    now.saturating_sub(fresh_until) <= micros(max_stale)
 }
 
 /// When `entry` stops being fresh, or `None` if it was invalidated. A soft
@@ -170,6 +223,7 @@ mod tests {
         match judge(entry(), validity, DAY, now) {
             Verdict::Fresh(_) => "fresh",
             Verdict::Stale(_) => "stale",
+            Verdict::Validate(..) => "validate",
             Verdict::Miss(MissKind::Stale) => "miss: stale",
             Verdict::Miss(MissKind::Invalidated) => "miss: invalidated",
             Verdict::Miss(_) => "miss: other",
@@ -186,6 +240,78 @@ mod tests {
         assert_eq!(at(160 * SECOND), "stale");
         assert_eq!(at(180 * SECOND - 1), "stale");
         assert_eq!(at(180 * SECOND), "miss: stale");
+    }
+
+    /// An entry with a revalidation window is kept for a conditional
+    /// request after its stale windows, for that long.
+    #[test]
+    fn an_entry_is_revalidated_within_its_window() {
+        let validating = Arc::new(Entry {
+            validate_for: Duration::from_secs(100),
+            ..(*entry()).clone()
+        });
+        let at = |now| match judge(validating.clone(), Validity::Valid, DAY, now) {
+            Verdict::Validate(_, MissKind::Stale) => "validate",
+            Verdict::Stale(_) => "stale",
+            Verdict::Miss(MissKind::Stale) => "miss",
+            _ => "other",
+        };
+        assert_eq!(at(179 * SECOND), "stale");
+        assert_eq!(at(180 * SECOND), "validate");
+        assert_eq!(at(260 * SECOND - 1), "validate");
+        assert_eq!(at(260 * SECOND), "miss");
+    }
+
+    fn asks(line: &'static str) -> CacheControl {
+        let mut headers = HeaderMap::new();
+        headers.insert("cache-control", http::HeaderValue::from_static(line));
+        CacheControl::parse(&headers)
+    }
+
+    fn requested(entry: Arc<Entry>, line: &'static str, fresher: bool, now: u64) -> &'static str {
+        let verdict = judge(entry, Validity::Valid, DAY, now);
+        match as_requested(verdict, &asks(line), fresher, Validity::Valid, now) {
+            Verdict::Fresh(_) => "use",
+            Verdict::Stale(_) => "stale",
+            Verdict::Validate(_, MissKind::Request) => "validate: request",
+            Verdict::Validate(_, _) => "validate",
+            Verdict::Miss(_) => "miss",
+        }
+    }
+
+    /// `no-cache`, `max-age` and `min-fresh` refuse a fresh entry only on
+    /// a route that follows them; at the limit it is still used.
+    #[test]
+    fn requests_can_refuse_fresh_entries() {
+        let at = |line, fresher, now| requested(entry(), line, fresher, now);
+        assert_eq!(at("no-cache", true, 120 * SECOND), "validate: request");
+        assert_eq!(at("no-cache", false, 120 * SECOND), "use");
+        assert_eq!(at("max-age=20", true, 120 * SECOND), "use");
+        assert_eq!(at("max-age=19", true, 120 * SECOND), "validate: request");
+        assert_eq!(at("min-fresh=40", true, 120 * SECOND), "use");
+        assert_eq!(at("min-fresh=41", true, 120 * SECOND), "validate: request");
+        assert_eq!(at("max-stale=5", true, 120 * SECOND), "use");
+    }
+
+    /// `max-stale` accepts staleness up to its value, any without one,
+    /// never when the origin said `must-revalidate`.
+    #[test]
+    fn max_stale_accepts_what_the_origin_allows() {
+        let long = Arc::new(Entry {
+            validate_for: Duration::from_secs(1000),
+            ..(*entry()).clone()
+        });
+        let at = |line, now| requested(long.clone(), line, false, now);
+        assert_eq!(at("max-stale=5", 165 * SECOND), "use");
+        assert_eq!(at("max-stale=5", 166 * SECOND), "stale");
+        assert_eq!(at("max-stale=30", 190 * SECOND), "use");
+        assert_eq!(at("max-stale", 1000 * SECOND), "use");
+        assert_eq!(at("max-stale=30", 200 * SECOND), "validate");
+        let strict = Arc::new(Entry {
+            must_revalidate: true,
+            ..(*long).clone()
+        });
+        assert_eq!(requested(strict, "max-stale", false, 165 * SECOND), "stale");
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! u64     ttl (µs)
 //! u64     stale-while-revalidate (µs)
 //! u64     stale-if-error (µs)
+//! u64     kept to be revalidated for (µs) (absent before version 3)
+//! u8      flags: bit 0 must-revalidate (absent before version 3)
 //! str     route
 //! str     key
 //! u8      identity present (0/1), then str if 1
@@ -39,9 +41,11 @@ use crate::entry::{Entry, Tag};
 use crate::stamp::{micros, Stamp};
 
 /// The current format version, the first byte of every stored value.
-/// Version 1 (without the variant index) is still read, so instances of
-/// two releases can share a namespace during a rolling deploy.
-pub const FORMAT_VERSION: u8 = 2;
+/// Versions 1 (without the variant index) and 2 (without the revalidation
+/// fields) are still read, so instances of two releases can share a
+/// namespace during a rolling deploy (the older release misses on what the
+/// newer one wrote).
+pub const FORMAT_VERSION: u8 = 3;
 /// Most items (tags, `Vary` pairs, headers) a decoded entry may list.
 const MAX_ITEMS: usize = 4096;
 /// Most items reserved before they are read.
@@ -97,7 +101,8 @@ pub fn encode(entry: &Entry) -> Bytes {
         .sum();
     let capacity = 1
         + 2
-        + 8 * 5
+        + 8 * 6
+        + 1
         + entry.route.len()
         + entry.key.len()
         + entry.identity.as_ref().map_or(0, |i| i.len())
@@ -118,6 +123,8 @@ pub fn encode(entry: &Entry) -> Bytes {
     out.put_u64_le(micros(entry.ttl));
     out.put_u64_le(micros(entry.stale_while_revalidate));
     out.put_u64_le(micros(entry.stale_if_error));
+    out.put_u64_le(micros(entry.validate_for));
+    out.put_u8(u8::from(entry.must_revalidate));
     put_bytes(&mut out, entry.route.as_bytes());
     put_bytes(&mut out, entry.key.as_bytes());
     match &entry.identity {
@@ -165,7 +172,7 @@ pub fn encode(entry: &Entry) -> Bytes {
 pub fn decode(buf: Bytes) -> Result<Entry, DecodeError> {
     let mut r = Reader { buf, pos: 0 };
     let version = r.u8().map_err(|_| DecodeError::Empty)?;
-    if version != FORMAT_VERSION && version != 1 {
+    if !(1..=FORMAT_VERSION).contains(&version) {
         return Err(DecodeError::Version(version));
     }
     let status = StatusCode::from_u16(r.u16()?).map_err(|_| DecodeError::Invalid("status"))?;
@@ -174,6 +181,16 @@ pub fn decode(buf: Bytes) -> Result<Entry, DecodeError> {
     let ttl = Duration::from_micros(r.u64()?);
     let stale_while_revalidate = Duration::from_micros(r.u64()?);
     let stale_if_error = Duration::from_micros(r.u64()?);
+    let (validate_for, must_revalidate) = match version {
+        1 | 2 => (Duration::ZERO, false),
+        _ => {
+            let validate_for = Duration::from_micros(r.u64()?);
+            match r.u8()? {
+                flags @ (0 | 1) => (validate_for, flags == 1),
+                _ => return Err(DecodeError::Invalid("flags")),
+            }
+        }
+    };
     let route = r.string("route")?;
     let key = r.string("key")?;
     let identity = match r.u8()? {
@@ -237,6 +254,8 @@ pub fn decode(buf: Bytes) -> Result<Entry, DecodeError> {
         ttl,
         stale_while_revalidate,
         stale_if_error,
+        validate_for,
+        must_revalidate,
     })
 }
 
@@ -406,6 +425,8 @@ mod tests {
             ttl: Duration::from_secs(300),
             stale_while_revalidate: Duration::from_millis(1500),
             stale_if_error: Duration::from_micros(7),
+            validate_for: Duration::from_secs(3600),
+            must_revalidate: true,
         }
     }
 
@@ -430,6 +451,43 @@ mod tests {
         assert_eq!(a.ttl, b.ttl);
         assert_eq!(a.stale_while_revalidate, b.stale_while_revalidate);
         assert_eq!(a.stale_if_error, b.stale_if_error);
+        assert_eq!(a.validate_for, b.validate_for);
+        assert_eq!(a.must_revalidate, b.must_revalidate);
+    }
+
+    /// Today's encoding of `entry` as version 2 wrote it: without the
+    /// revalidation window and flags (9 bytes after the stale windows).
+    fn as_version_2(entry: &Entry) -> Vec<u8> {
+        let mut raw = encode(entry).to_vec();
+        raw.drain(1 + 2 + 40..1 + 2 + 40 + 9);
+        raw[0] = 2;
+        raw
+    }
+
+    /// What a version 2 value decodes to: no revalidation window.
+    fn without_revalidation(entry: &Entry) -> Entry {
+        Entry {
+            validate_for: Duration::ZERO,
+            must_revalidate: false,
+            ..entry.clone()
+        }
+    }
+
+    #[test]
+    fn version_2_values_are_still_read() {
+        let entry = sample();
+        let decoded = decode(Bytes::from(as_version_2(&entry))).unwrap();
+        assert_same(&without_revalidation(&entry), &decoded);
+    }
+
+    #[test]
+    fn unknown_flags_are_an_error() {
+        let mut raw = encode(&sample()).to_vec();
+        raw[1 + 2 + 40 + 8] = 2;
+        assert_eq!(
+            decode(Bytes::from(raw)).unwrap_err(),
+            DecodeError::Invalid("flags")
+        );
     }
 
     #[test]
@@ -462,6 +520,8 @@ mod tests {
             ttl: Duration::ZERO,
             stale_while_revalidate: Duration::ZERO,
             stale_if_error: Duration::ZERO,
+            validate_for: Duration::ZERO,
+            must_revalidate: false,
         };
         assert_same(&entry, &decode(encode(&entry)).unwrap());
     }
@@ -509,9 +569,9 @@ mod tests {
 
     #[test]
     fn version_1_values_are_still_read() {
-        // A version 1 value is today's without the variant-index byte.
+        // A version 1 value is version 2's without the variant-index byte.
         let entry = sample();
-        let mut raw = encode(&entry).to_vec();
+        let mut raw = as_version_2(&entry);
         let flag_at = 1
             + 2
             + 40
@@ -524,13 +584,16 @@ mod tests {
             + entry.identity.as_ref().unwrap().len();
         assert_eq!(raw.remove(flag_at), 0, "the variant-index flag");
         raw[0] = 1;
-        assert_same(&entry, &decode(Bytes::from(raw)).unwrap());
+        assert_same(
+            &without_revalidation(&entry),
+            &decode(Bytes::from(raw)).unwrap(),
+        );
     }
 
     #[test]
     fn wrong_version_is_an_error() {
         let mut raw = encode(&sample()).to_vec();
-        for version in [0u8, 3, 0x7b, 0xff] {
+        for version in [0u8, FORMAT_VERSION + 1, 0x7b, 0xff] {
             raw[0] = version;
             assert_eq!(
                 decode(Bytes::from(raw.clone())).unwrap_err(),
@@ -613,7 +676,7 @@ mod tests {
         let mut raw = encode(&sample()).to_vec();
         // Header count position is unknown here; fake one at the tag count
         // instead by building a value whose tag count is u64::MAX.
-        raw.truncate(1 + 2 + 40);
+        raw.truncate(1 + 2 + 40 + 9);
         put_bytes_vec(&mut raw, b"r");
         put_bytes_vec(&mut raw, b"k");
         raw.push(0);
@@ -637,9 +700,10 @@ mod tests {
             let mut out = BytesMut::new();
             out.put_u8(FORMAT_VERSION);
             out.put_u16_le(200);
-            for _ in 0..5 {
+            for _ in 0..6 {
                 out.put_u64_le(1);
             }
+            out.put_u8(0);
             put_bytes(&mut out, b"r");
             put_bytes(&mut out, b"k");
             out.put_u8(0);
