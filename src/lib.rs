@@ -89,6 +89,12 @@
 //! `Age`. Metrics go through the [`metrics`](https://docs.rs/metrics) facade
 //! (see [`metrics`] for names) and [`Cache::stats`].
 //!
+//! Hits answer conditional and range requests themselves: a matching
+//! `If-None-Match` gets a 304; a single byte `Range` of a stored 200 gets a
+//! 206 cut from the stored body (a 416 if it lies past the end), under its
+//! `If-Range`; other range requests get the whole 200 (see
+//! [`semantics::range`]).
+//!
 //! [axum]: https://docs.rs/axum
 //! [tower]: https://docs.rs/tower
 //! [per-user]: CacheLayer::per_user

@@ -5,7 +5,7 @@ use std::future::poll_fn;
 use std::pin::pin;
 
 use bytes::Bytes;
-use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH};
+use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH, RANGE};
 use http::{Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
@@ -34,6 +34,13 @@ where
     let coalescer = route.cache.coalescer();
     for _ in 0..MAX_JOINS {
         let flight = match coalescer.join(forward.hash) {
+            // A range request takes its part of a flight's response, but
+            // never leads one: the origin's partial answer could serve no
+            // one else.
+            Role::Leader(guard) if forward.parts.headers.contains_key(RANGE) => {
+                drop(guard);
+                return forward.fill(None).await;
+            }
             Role::Leader(mut guard) => {
                 // The store just failed: asking it again is no use.
                 if forward.kind == MissKind::StoreError {

@@ -3,7 +3,6 @@
 //! to go to the origin (alone, as HEAD, or through the key's flight).
 
 use bytes::Bytes;
-use http::header::RANGE;
 use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
@@ -121,12 +120,8 @@ where
         return forward.fill(None).await;
     }
     // A client that asked for the origin's answer (on a route that honours
-    // it) must not take another request's flight, which may predate it; a
-    // range request's partial answer could serve no one else.
-    if !route.options.coalesce
-        || forward.kind == MissKind::Request
-        || forward.parts.headers.contains_key(RANGE)
-    {
+    // it) must not take another request's flight, which may predate it.
+    if !route.options.coalesce || forward.kind == MissKind::Request {
         return forward.fill(None).await;
     }
     // The key's last answer could not be shared: don't queue behind this

@@ -1,12 +1,13 @@
 //! Building responses from entries and decorating passed-through ones.
 
-use http::header::{AGE, CONTENT_LENGTH};
+use http::header::{AGE, CONTENT_LENGTH, CONTENT_RANGE};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use super::body::CacheBody;
 use super::header_values::age_value;
 use crate::entry::{own_value, Entry};
 use crate::semantics::conditional::{if_none_match_hits, NOT_MODIFIED_HEADERS};
+use crate::semantics::range::{self, RangeAnswer};
 
 /// The `Cache-Status` header (RFC 9211).
 pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -47,7 +48,8 @@ pub(crate) fn stale_ttl(stale_for_micros: u64) -> i64 {
 }
 
 /// Answers a request from an entry: the stored status, headers and body, or
-/// a 304 when `If-None-Match` matches, or no body for HEAD; plus `Age` and
+/// a 304 when `If-None-Match` matches, or no body for HEAD, or part of a
+/// stored 200 for a `Range` request (206, or 416); plus `Age` and
 /// `Cache-Status`.
 pub(crate) fn from_entry<B>(
     entry: &Entry,
@@ -56,29 +58,15 @@ pub(crate) fn from_entry<B>(
     now: u64,
     cache_status: HeaderValue,
 ) -> Response<CacheBody<B>> {
-    // Preconditions only apply to 2xx responses (RFC 9110 §13.2.1).
+    // Preconditions only apply to 2xx responses (RFC 9110 §13.2.1), and
+    // If-None-Match is evaluated before Range (§13.2.2).
     let not_modified = entry.status.is_success() && if_none_match_hits(request, &entry.headers);
     let (status, mut headers, body) = if not_modified {
-        let mut headers = HeaderMap::new();
-        for name in NOT_MODIFIED_HEADERS {
-            for value in entry.headers.get_all(&name) {
-                headers.append(name.clone(), value.clone());
-            }
-        }
-        (StatusCode::NOT_MODIFIED, headers, CacheBody::empty())
+        not_modified_parts(entry)
+    } else if head_only {
+        head_parts(entry)
     } else {
-        let mut headers = entry.headers.clone();
-        let body = if head_only {
-            // Without the body, the server would derive `Content-Length: 0`
-            // from the empty body; a HEAD answer must describe the GET's.
-            if !headers.contains_key(CONTENT_LENGTH) {
-                headers.insert(CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
-            }
-            CacheBody::empty()
-        } else {
-            CacheBody::full(entry.body.clone())
-        };
-        (entry.status, headers, body)
+        get_parts(entry, request)
     };
     let age = now.saturating_sub(entry.stored_at_micros) / 1_000_000;
     headers.insert(AGE, age_value(age));
@@ -94,6 +82,90 @@ pub(crate) fn from_entry<B>(
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
+}
+
+/// A 304: the stored headers a 304 carries, no body.
+fn not_modified_parts<B>(entry: &Entry) -> (StatusCode, HeaderMap, CacheBody<B>) {
+    let mut headers = HeaderMap::new();
+    for name in NOT_MODIFIED_HEADERS {
+        for value in entry.headers.get_all(&name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    (StatusCode::NOT_MODIFIED, headers, CacheBody::empty())
+}
+
+/// A HEAD answer: the stored status and headers, no body.
+fn head_parts<B>(entry: &Entry) -> (StatusCode, HeaderMap, CacheBody<B>) {
+    let mut headers = entry.headers.clone();
+    // Without the body, the server would derive `Content-Length: 0` from
+    // the empty body; a HEAD answer must describe the GET's.
+    if !headers.contains_key(CONTENT_LENGTH) {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
+    }
+    (entry.status, headers, CacheBody::empty())
+}
+
+/// A GET answer: the stored response, or the part of a stored 200 its
+/// `Range` asks for. Ranges apply to a 200 only (RFC 9110 §14.2), so other
+/// statuses skip even the `Range` lookup.
+fn get_parts<B>(entry: &Entry, request: &HeaderMap) -> (StatusCode, HeaderMap, CacheBody<B>) {
+    let range = if entry.status == StatusCode::OK {
+        range::answer(request, &entry.headers, entry.body.len() as u64)
+    } else {
+        RangeAnswer::Full
+    };
+    match range {
+        RangeAnswer::Full => (
+            entry.status,
+            entry.headers.clone(),
+            CacheBody::full(entry.body.clone()),
+        ),
+        RangeAnswer::Partial {
+            start,
+            end_inclusive,
+        } => partial_parts(entry, start, end_inclusive),
+        RangeAnswer::Unsatisfiable => unsatisfiable_parts(entry),
+    }
+}
+
+/// A 206: the stored headers (a 206 carries the 200's validators and
+/// caching headers, RFC 9110 §15.3.7) with the part's length and
+/// `Content-Range`, and a slice of the stored body (no copy).
+fn partial_parts<B>(
+    entry: &Entry,
+    start: u64,
+    end_inclusive: u64,
+) -> (StatusCode, HeaderMap, CacheBody<B>) {
+    let len = entry.body.len() as u64;
+    // Both offsets lie within the body, whose length is a `usize`.
+    let body = entry.body.slice(start as usize..=end_inclusive as usize);
+    let mut headers = entry.headers.clone();
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    headers.insert(
+        CONTENT_RANGE,
+        range::content_range(start, end_inclusive, len),
+    );
+    (StatusCode::PARTIAL_CONTENT, headers, CacheBody::full(body))
+}
+
+/// A 416 with the current length in `Content-Range` and nothing else from
+/// the stored response: its `Content-Type` and `Content-Encoding` would
+/// describe a body that is not sent, and its `Cache-Control` would let a
+/// downstream cache keep the 416 as if it were the resource.
+fn unsatisfiable_parts<B>(entry: &Entry) -> (StatusCode, HeaderMap, CacheBody<B>) {
+    // Room for `Age` and `Cache-Status` too.
+    let mut headers = HeaderMap::with_capacity(4);
+    headers.insert(
+        CONTENT_RANGE,
+        range::unsatisfied_range(entry.body.len() as u64),
+    );
+    headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    (
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        headers,
+        CacheBody::empty(),
+    )
 }
 
 /// The 504 of a request that asked for a stored response only
@@ -118,7 +190,9 @@ pub(crate) fn with_status<B>(mut response: Response<B>, cache_status: HeaderValu
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use futures_util::FutureExt as _;
     use http_body::Body as _;
+    use http_body_util::BodyExt as _;
 
     /// A stale answer's `ttl` is negative, in whole seconds rounded up, and
     /// never zero (which would read as still fresh).
@@ -160,6 +234,81 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_LENGTH, HeaderValue::from_static("5"));
         assert_eq!(lengths(&Entry { headers, ..entry }), ["5"]);
+    }
+
+    fn ranged(entry: &Entry, range: &'static str) -> Response<CacheBody<axum_core::body::Body>> {
+        let mut request = HeaderMap::new();
+        request.insert(http::header::RANGE, HeaderValue::from_static(range));
+        from_entry(
+            entry,
+            &request,
+            false,
+            0,
+            HeaderValue::from_static("c; hit"),
+        )
+    }
+
+    /// A 206 sends a slice of the stored body itself, not a copy of it.
+    #[test]
+    fn partial_answers_share_the_stored_bytes() {
+        let entry = Entry {
+            body: Bytes::from_static(b"0123456789"),
+            headers: with_slots(&HeaderMap::new()),
+            ..Entry::for_test()
+        };
+        let response = ranged(&entry, "bytes=2-4");
+        assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(response.headers()[CONTENT_RANGE], "bytes 2-4/10");
+        assert_eq!(response.headers()[CONTENT_LENGTH], "3");
+        assert_eq!(response.headers()[CACHE_STATUS], "c; hit");
+        let frame = response
+            .into_body()
+            .frame()
+            .now_or_never()
+            .expect("a full body is ready")
+            .expect("one frame")
+            .expect("no error");
+        let data = frame.into_data().expect("a data frame");
+        assert_eq!(&data[..], b"234");
+        assert_eq!(data.as_ptr(), entry.body[2..].as_ptr());
+    }
+
+    /// A 416 says the current length and carries nothing that describes
+    /// the stored body.
+    #[test]
+    fn unsatisfiable_answers_carry_only_the_length() {
+        let mut stored = HeaderMap::new();
+        stored.insert("content-type", HeaderValue::from_static("text/plain"));
+        stored.insert("content-length", HeaderValue::from_static("10"));
+        let entry = Entry {
+            body: Bytes::from_static(b"0123456789"),
+            headers: with_slots(&stored),
+            ..Entry::for_test()
+        };
+        let response = ranged(&entry, "bytes=10-");
+        assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        assert!(response.body().is_end_stream());
+        let mut names: Vec<_> = response.headers().keys().map(|n| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            ["age", "cache-status", "content-length", "content-range"]
+        );
+        assert_eq!(response.headers()[CONTENT_RANGE], "bytes */10");
+        assert_eq!(response.headers()[CONTENT_LENGTH], "0");
+    }
+
+    /// Only a stored 200 is ranged.
+    #[test]
+    fn other_statuses_are_answered_whole() {
+        let entry = Entry {
+            status: StatusCode::NOT_FOUND,
+            body: Bytes::from_static(b"0123456789"),
+            ..Entry::for_test()
+        };
+        let response = ranged(&entry, "bytes=2-4");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert!(!response.headers().contains_key(CONTENT_RANGE));
     }
 
     #[test]

@@ -178,7 +178,10 @@ mod tests {
             explicit(&[cc("max-age=60"), expires.clone()]),
             Some(Duration::from_secs(60))
         );
-        assert_eq!(explicit(std::slice::from_ref(&expires)), Some(Duration::from_secs(300)));
+        assert_eq!(
+            explicit(std::slice::from_ref(&expires)),
+            Some(Duration::from_secs(300))
+        );
         // Against the response's own Date, not the time it arrived.
         assert_eq!(
             explicit(&[expires, ("date", date(T - 100 * SECOND))]),
