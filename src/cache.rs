@@ -389,6 +389,14 @@ impl Cache {
         self.inner.coalescer.waiting()
     }
 
+    /// How many keys have a shared origin call in progress on this
+    /// instance, counting each until its response is in the store (a
+    /// request for the key meanwhile waits for it rather than missing), for
+    /// diagnostics: 0 once every such fill has been stored.
+    pub fn fills_in_progress(&self) -> usize {
+        self.inner.coalescer.len()
+    }
+
     /// Declares that an invalidation source outside the store (a database
     /// feed such as `tagcache::postgres`) may be missing invalidations: until
     /// the returned hold is dropped, every lookup on this instance counts

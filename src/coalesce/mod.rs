@@ -177,8 +177,7 @@ impl Coalescer {
         self.passes.remove(&key);
     }
 
-    /// Number of flights in the table (for tests).
-    #[cfg(test)]
+    /// Number of flights in the table.
     pub(crate) fn len(&self) -> usize {
         self.flights.len()
     }

@@ -144,17 +144,15 @@ pub fn decide(
         true => explicit_lifetime(&cc, &head.headers, response_time),
         false => None,
     };
-    let ttl = if origin {
+    let ttl = if origin && cc.no_cache {
+        // Stored only to be revalidated: never fresh.
+        Duration::ZERO
+    } else if origin {
         let heuristic =
             || heuristic_lifetime(head.status, &head.headers, response_time, rules.heuristic);
         let public = || cc.public.then_some(rules.ttl);
         let ttl = explicit.or_else(heuristic).or_else(public);
-        let ttl = ttl.ok_or(NotStoredReason::NoFreshness)?.min(rules.max_ttl);
-        if cc.no_cache {
-            Duration::ZERO
-        } else {
-            ttl
-        }
+        ttl.ok_or(NotStoredReason::NoFreshness)?.min(rules.max_ttl)
     } else {
         // The response may shorten, never lengthen, what the route allows.
         explicit.map_or(rules.ttl, |lifetime| lifetime.min(rules.ttl))
@@ -368,6 +366,9 @@ mod tests {
         .unwrap();
         assert_eq!(life.ttl, Duration::ZERO);
         assert!(life.must_revalidate);
+        let bare = head(200, &[("cache-control", "no-cache"), ("etag", "\"a\"")]);
+        assert_eq!(decide_at(&r, &bare).unwrap().0.ttl, Duration::ZERO);
+
         assert_eq!(
             decide_at(&r, &head(200, &[("cache-control", "no-cache, max-age=60")])).unwrap_err(),
             NotStoredReason::NoCache

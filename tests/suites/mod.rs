@@ -20,6 +20,7 @@ pub mod conditional;
 pub mod freshness;
 pub mod identity;
 pub mod invalidation;
+pub mod origin;
 pub mod query;
 pub mod reporting;
 pub mod stale;
@@ -105,6 +106,34 @@ macro_rules! with_cases {
             variants::learning_that_a_key_varies_keeps_other_keys,
             variants::every_variant_is_stored_once,
             variants::herd_of_variants_gets_each_its_own_with_one_call_per_variant,
+            origin::a_response_without_freshness_is_not_stored,
+            origin::explicit_freshness_is_stored_whatever_the_route_ttl,
+            origin::what_must_not_be_shared_is_not_stored,
+            origin::a_heuristically_cacheable_response_is_stored_for_a_share_of_its_age,
+            origin::a_public_response_without_a_lifetime_gets_the_route_ttl,
+            origin::authorized_requests_are_stored_only_with_permission_and_per_identity,
+            origin::s_maxage_wins_over_max_age_which_wins_over_expires,
+            origin::an_invalid_or_past_expires_means_already_stale,
+            origin::the_upstream_age_and_date_count_against_the_lifetime,
+            origin::stale_is_served_only_where_the_origin_allows,
+            origin::a_stale_entry_is_revalidated_and_a_304_refreshes_it,
+            origin::last_modified_is_sent_back_as_if_modified_since,
+            origin::a_changed_response_replaces_the_entry,
+            origin::a_no_cache_response_is_revalidated_every_time,
+            origin::the_clients_condition_is_answered_after_revalidation,
+            origin::validations_are_coalesced_like_fills,
+            origin::max_stale_takes_a_stale_entry_the_origin_did_not_forbid,
+            origin::only_if_cached_answers_504_when_nothing_is_stored,
+            origin::fresher_requests_are_followed_only_where_configured,
+            origin::a_no_store_request_stores_nothing,
+            origin::a_successful_unsafe_request_invalidates_its_target,
+            origin::a_failed_unsafe_request_invalidates_nothing,
+            origin::every_variant_of_the_target_is_invalidated,
+            origin::location_and_content_location_on_the_same_host_are_invalidated,
+            origin::tag_invalidation_still_applies,
+            origin::targeted_fields_take_precedence_over_cache_control,
+            origin::tags_come_from_a_response_header_which_is_removed,
+            origin::a_range_of_a_stored_response_comes_from_the_cache,
         );
     };
 }

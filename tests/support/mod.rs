@@ -22,4 +22,5 @@ pub mod harness;
 pub mod http;
 pub mod postgres_server;
 pub mod redis_server;
+pub mod scripted;
 pub mod stores;
