@@ -466,6 +466,17 @@ async fn surrogate_keys_tag_entries_and_never_reach_the_client() {
         assert_eq!(purged.text(), "tagged 2");
         assert_eq!(origin.calls(Method::GET, "/tagged"), 2);
         assert_hit(&proxy.get("/tagged").await, "refilled");
+
+        // A request with a cookie goes to the origin, and still never sees
+        // the tags.
+        let with_cookie = proxy.get_with("/tagged", &[("cookie", "session=1")]).await;
+        assert!(
+            with_cookie.cache_status().contains("fwd=bypass"),
+            "{:?}",
+            with_cookie.cache_status()
+        );
+        assert!(!with_cookie.headers.contains_key("surrogate-key"));
+        assert_eq!(origin.calls(Method::GET, "/tagged"), 3);
     })
     .await;
 }
