@@ -7,6 +7,7 @@
 //! * [`apps`]: the routes the cases drive.
 //! * [`http`]: serve a router on a loopback port and talk to it over real
 //!   HTTP.
+//! * [`examples`]: example binaries run as processes of their own.
 //! * [`classroom`]: what the classroom example's tests add to that.
 //! * [`redis_server`]: real `redis-server` processes and a Redis Cluster.
 //! * [`postgres_server`]: real PostgreSQL servers, one per test.
@@ -18,6 +19,7 @@
 pub mod apps;
 pub mod classroom;
 pub mod deadline;
+pub mod examples;
 pub mod harness;
 pub mod http;
 pub mod postgres_server;
