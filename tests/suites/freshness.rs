@@ -132,3 +132,68 @@ pub async fn extreme_lifetimes_do_not_overflow(make: &dyn MakeCache) {
     cache.invalidate(["t"]).await.unwrap();
     assert_eq!(get_reply(&app, "/r").await.text(), "body 2");
 }
+
+/// With `respect_response_ttl` (the default), a past or invalid `Expires`
+/// and an upstream `Age` shorten the route's TTL as `max-age` does; with
+/// it off, the route's TTL stands.
+pub async fn expires_and_age_shorten_the_route_ttl(make: &dyn MakeCache) {
+    let with = |pairs: &'static [(&'static str, &'static str)]| {
+        move |n: usize, _: &http::request::Parts| {
+            let mut response = plain(n);
+            for (name, value) in pairs {
+                response
+                    .headers_mut()
+                    .append(*name, HeaderValue::from_static(value));
+            }
+            response
+        }
+    };
+    let past: [&'static [(&str, &str)]; 3] = [
+        &[("expires", "0")],
+        &[("expires", "not a date")],
+        &[("expires", "Thu, 01 Jan 1970 00:00:01 GMT")],
+    ];
+    for pairs in past {
+        let cache = make.make().await;
+        let calls = Counter::default();
+        let expires = pairs[0].1;
+        let app = counted(&cache, |l| l, calls.clone(), with(pairs));
+        let first = get_reply(&app, "/r").await;
+        assert!(
+            first.cache_status().contains("detail=zero-ttl"),
+            "{expires}: {}",
+            first.cache_status()
+        );
+        get_reply(&app, "/r").await;
+        assert_eq!(calls.get(), 2, "{expires}");
+    }
+
+    let cache = make.make().await;
+    let calls = Counter::default();
+    let aged = with(&[("age", "100")]);
+    let app = counted(
+        &cache,
+        |l| l.ttl(Duration::from_secs(300)),
+        calls.clone(),
+        aged,
+    );
+    get_reply(&app, "/r").await;
+    let hit = get_reply(&app, "/r").await;
+    assert_eq!(calls.get(), 1);
+    assert!((198..=200).contains(&hit.ttl()), "{}", hit.cache_status());
+    let age: u64 = hit.headers[header::AGE].to_str().unwrap().parse().unwrap();
+    assert!((100..=102).contains(&age), "Age {age}");
+
+    let cache = make.make().await;
+    let calls = Counter::default();
+    let app = counted(
+        &cache,
+        |l| l.ttl(Duration::from_secs(300)).respect_response_ttl(false),
+        calls.clone(),
+        with(&[("age", "100"), ("expires", "0")]),
+    );
+    get_reply(&app, "/r").await;
+    let hit = get_reply(&app, "/r").await;
+    assert_eq!(calls.get(), 1);
+    assert!(hit.ttl() > 290, "{}", hit.cache_status());
+}

@@ -64,6 +64,7 @@ macro_rules! with_cases {
             freshness::response_max_age_caps_route_ttl,
             freshness::client_no_cache_does_not_force_origin_by_default,
             freshness::extreme_lifetimes_do_not_overflow,
+            freshness::expires_and_age_shorten_the_route_ttl,
             conditional::if_none_match_gets_304_from_cache,
             conditional::no_304_for_stored_non_2xx,
             vary::vary_selects_variants,
