@@ -50,6 +50,12 @@
 //!   for it and read its entry (see [`store::lease`]).
 //! * **Fail-open**: a store error never fails a request; it is served from
 //!   the origin, and counted.
+//! * **In front of another service** ([`Freshness::Origin`]), the layer is
+//!   a shared cache as RFC 9111 defines it: it stores only what the
+//!   origin's headers allow, revalidates with conditional requests,
+//!   follows request directives, and invalidates a URI after a successful
+//!   unsafe request to it. `examples/proxy` is a caching reverse proxy
+//!   built from it.
 //!
 //! ## Limits
 //!
@@ -77,8 +83,11 @@
 //! * Entries live at most the store's `max_entry_life` after their fill
 //!   started (default one day), whatever their TTL; that is what keeps the
 //!   tag stamp table bounded.
-//! * The origin's own `Age` and `Expires` headers are not used to shorten
-//!   freshness; use `Cache-Control: max-age`/`s-maxage`.
+//! * In [`Freshness::Route`] (the default) the route's TTL is the most a
+//!   response is kept; the response's `Cache-Control`, `Expires` and `Age`
+//!   can only shorten it. [`Freshness::Origin`] follows the origin's
+//!   headers as a shared cache (RFC 9111) instead: see
+//!   [`layer`](layer#origin-mode) for what it does and does not do.
 //!
 //! ## Answers
 //!

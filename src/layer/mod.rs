@@ -23,6 +23,70 @@
 //!    size allow, with the tags from the tags function and from a
 //!    [`Tags`](crate::Tags) response extension.
 //!
+//! # Origin mode
+//!
+//! With [`freshness(Freshness::Origin)`](CacheLayer::freshness) the route
+//! stops declaring freshness and follows the origin's headers, as a shared
+//! cache (RFC 9111). For a cache in front of another service: responses
+//! proxied from elsewhere, framework-generated assets, a gateway built from
+//! tower layers. Wrap the whole service (`Router::layer`), so the layer
+//! sees unsafe requests too:
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use axum::http::HeaderName;
+//! use tagcache::{Cache, Freshness};
+//!
+//! # async fn upstream() -> &'static str { "" }
+//! let cache = Cache::default();
+//! let app: Router = Router::new()
+//!     .route("/{*path}", get(upstream).post(upstream))
+//!     .layer(
+//!         cache
+//!             .layer("upstream")
+//!             .freshness(Freshness::Origin)
+//!             .tags_from_header(HeaderName::from_static("surrogate-key")),
+//!     );
+//! # let _ = app;
+//! ```
+//!
+//! Each rule, and the case of the store suite (`tests/suites/origin.rs`,
+//! run against every store; `tests/range.rs` for ranges) that shows it:
+//!
+//! | RFC | Behaviour | Test |
+//! |---|---|---|
+//! | 9111 §3 | Stored only with explicit freshness (`s-maxage`, `max-age`, `Expires`) or heuristically cacheable (a status of [`HEURISTICALLY_CACHEABLE`](crate::semantics::freshness::HEURISTICALLY_CACHEABLE) with `Last-Modified`, or `public`); the origin's lifetime holds whatever the route's TTL | `a_response_without_freshness_is_not_stored`, `explicit_freshness_is_stored_whatever_the_route_ttl`, `a_heuristically_cacheable_response_is_stored_for_a_share_of_its_age`, `a_public_response_without_a_lifetime_gets_the_route_ttl` |
+//! | 9111 §3 | Never `no-store`, `Vary: *`, or `private` unless per-user | `what_must_not_be_shared_is_not_stored` |
+//! | 9111 §3.5 | With `Authorization`: stored only if `public`, `s-maxage` or `must-revalidate`, on per-user routes, never across identities | `authorized_requests_are_stored_only_with_permission_and_per_identity` |
+//! | 9111 §4.2.1 | Lifetime from `s-maxage`, then `max-age`, then `Expires` − `Date`; an invalid `Expires` means already stale | `s_maxage_wins_over_max_age_which_wins_over_expires`, `an_invalid_or_past_expires_means_already_stale` |
+//! | 9111 §4.2.2 | Heuristic lifetime: a share of the `Last-Modified` age ([`heuristic_freshness`](CacheLayer::heuristic_freshness), 10 % by default), capped | `a_heuristically_cacheable_response_is_stored_for_a_share_of_its_age` |
+//! | 9111 §4.2.3 | Age counts the upstream `Age`, the response delay and the `Date`; `Age` on hits | `the_upstream_age_and_date_count_against_the_lifetime` |
+//! | 9111 §4.2.4, §5.2.2 | Stale served only where allowed: never after `must-revalidate`, `proxy-revalidate`, `s-maxage`; RFC 5861 windows otherwise | `stale_is_served_only_where_the_origin_allows` |
+//! | 9111 §4.3.1 | A stale entry with a validator is revalidated with `If-None-Match` / `If-Modified-Since` (the client's own validators are answered from the result) | `a_stale_entry_is_revalidated_and_a_304_refreshes_it`, `last_modified_is_sent_back_as_if_modified_since`, `the_clients_condition_is_answered_after_revalidation` |
+//! | 9111 §3.2, §4.3.4 | A 304 updates the stored headers and lifetime, and the stored body answers; a 200 replaces the entry | `a_stale_entry_is_revalidated_and_a_304_refreshes_it`, `a_changed_response_replaces_the_entry` |
+//! | 9111 §5.2.2.4 | `no-cache` responses with a validator are stored and revalidated before every use | `a_no_cache_response_is_revalidated_every_time` |
+//! | — | Revalidations are coalesced like fills: one conditional request for a herd | `validations_are_coalesced_like_fills` |
+//! | 9111 §5.2.1 | Request `max-stale` (not past `must-revalidate`), `only-if-cached` (504), `no-store`; `no-cache`, `max-age`, `min-fresh` only with [`honor_request_no_cache`](CacheLayer::honor_request_no_cache), then as a conditional request | `max_stale_takes_a_stale_entry_the_origin_did_not_forbid`, `only_if_cached_answers_504_when_nothing_is_stored`, `a_no_store_request_stores_nothing`, `fresher_requests_are_followed_only_where_configured` |
+//! | 9111 §4.4 | After a 2xx/3xx to an unsafe method, the target URI's entries (every variant) and same-host `Location`/`Content-Location` are invalidated before the response goes out; a failed one invalidates nothing; tags still apply | `a_successful_unsafe_request_invalidates_its_target`, `every_variant_of_the_target_is_invalidated`, `location_and_content_location_on_the_same_host_are_invalidated`, `a_failed_unsafe_request_invalidates_nothing`, `tag_invalidation_still_applies` |
+//! | 9213 | `Tagcache-Cache-Control`, then `CDN-Cache-Control` (configurable: [`targeted_fields`](CacheLayer::targeted_fields)) replace `Cache-Control` for this cache; ours is removed, the others with [`strip_targeted_fields`](CacheLayer::strip_targeted_fields) | `targeted_fields_take_precedence_over_cache_control` |
+//! | 9110 §14 | A single range of a stored 200 is answered with a 206 (416 past the end), `If-Range` respected; other range requests get the 200 | `a_range_of_a_stored_response_comes_from_the_cache`, `tests/range.rs` |
+//! | — | Tags from a response header ([`tags_from_header`](CacheLayer::tags_from_header): `Surrogate-Key`, `Cache-Tag`, `xkey`), removed before the client | `tags_come_from_a_response_header_which_is_removed` |
+//!
+//! In [`Freshness::Route`] the response's `Expires` and `Age` shorten the
+//! route's TTL as `max-age` does (`expires_and_age_shorten_the_route_ttl`).
+//!
+//! Limits of this mode: requests with `Cookie` or `Authorization` still
+//! bypass the cache unless the route is [per-user](CacheLayer::per_user)
+//! (a public response to a request with cookies is not shared); `Vary` is
+//! limited as in the other mode; a lifetime is capped by
+//! [`max_ttl`](CacheLayer::max_ttl) (a day), and an expired entry is kept
+//! for revalidation [`keep_for_validation`](CacheLayer::keep_for_validation)
+//! (an hour); a 304 is taken to be about the stored response (its `ETag`,
+//! if it carries another, replaces the stored one); `Location` and
+//! `Content-Location` are followed only as absolute paths or absolute URIs
+//! on the request's host; responses to unsafe requests and to range
+//! requests are never stored.
+//!
 //! # Example
 //!
 //! ```
@@ -83,7 +147,7 @@ pub use respond::CACHE_STATUS;
 pub use service::CacheService;
 
 use crate::cache::Cache;
-use crate::semantics::storable::Freshness;
+pub use crate::semantics::storable::Freshness;
 use crate::tags::tags_fn;
 use options::{QueryKey, RouteOptions};
 use route::CacheRoute;
@@ -224,7 +288,7 @@ impl CacheLayer {
     /// Where freshness comes from: the route's TTL
     /// ([`Freshness::Route`], the default) or the origin's own headers, as
     /// a shared cache following RFC 9111 ([`Freshness::Origin`]; see the
-    /// [module docs](self#freshnessorigin-a-shared-cache-as-rfc-9111-defines-it)).
+    /// [module docs](self#origin-mode)).
     pub fn freshness(self, freshness: Freshness) -> Self {
         self.with(|o| o.rules.mode = freshness)
     }

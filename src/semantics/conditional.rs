@@ -72,7 +72,8 @@ const NOT_UPDATED: [HeaderName; 11] = [
 
 /// The stored response's headers updated by a 304 (RFC 9111 §3.2, §4.3.4):
 /// each field the 304 carries replaces the stored field of that name,
-/// except those in [`NOT_UPDATED`]; the others are kept.
+/// except the length and coding of the body it does not carry, hop-by-hop
+/// fields, and `Age` and `Cache-Status`; the others are kept.
 pub fn updated_headers(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
     let mut updated = stored.clone();
     let updates = |name: &HeaderName| !NOT_UPDATED.contains(name);

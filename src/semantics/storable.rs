@@ -25,7 +25,7 @@ pub enum Freshness {
     /// conditional requests, request directives are followed, unsafe
     /// requests invalidate their target, and targeted fields such as
     /// `CDN-Cache-Control` (RFC 9213) take precedence. For a cache in
-    /// front of another service; see the [layer docs](crate::layer).
+    /// front of another service; see the [layer docs](crate::layer#origin-mode).
     Origin,
 }
 

@@ -1,6 +1,6 @@
 //! Leases: one origin call per key across every instance sharing a store.
 //!
-//! Within one process the [coalescer](crate::coalesce) already lets one
+//! Within one process the coalescer already lets one
 //! request per key call the origin. A store shared by several instances
 //! (Redis) can extend that to the fleet with a *lease* per key: the first
 //! instance to miss takes it, calls the origin, stores the entry and
@@ -95,8 +95,8 @@ pub enum LeaseEnd {
     NotShareable,
     /// The holder's response could not be shared for a reason that lasts
     /// (`Set-Cookie`, `private`, too large...): waiters go to the origin,
-    /// and the key passes for the given time across the fleet (see
-    /// [`crate::coalesce`]).
+    /// and the key passes for the given time across the fleet, as it does
+    /// within one process.
     Pass(Duration),
     /// The holder gave up (cancelled, failed): the lease is free, and one
     /// waiter takes it over.
