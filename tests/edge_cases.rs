@@ -561,3 +561,99 @@ async fn a_store_without_a_generation_never_shares_unstamped_responses() {
     })
     .await;
 }
+
+/// A cache over `memory` that sees every entry as stored `age` earlier
+/// than it was (time passing, without waiting), and cannot stamp fills
+/// unless `stamps`.
+fn aged_by(memory: &Arc<tagcache::MemoryStore>, age: Duration, stamps: bool) -> Cache {
+    Cache::new(FakeStore {
+        inner: memory.clone(),
+        age,
+        stamps,
+        ..FakeStore::working()
+    })
+}
+
+/// In origin mode an entry ages from when it was generated: the `Age` it
+/// arrived with plus the time since. Past its lifetime it is revalidated,
+/// and the 304 gives it a new lifetime.
+#[tokio::test]
+async fn origin_mode_entries_age_and_are_then_revalidated() {
+    backstop(async {
+        use support::scripted::{h, header_in, ok, origin_app};
+        let memory = Arc::new(tagcache::MemoryStore::default());
+        let (app, origin) = origin_app(&aged_by(&memory, Duration::ZERO, true), |l| l);
+        origin.answers([ok(
+            vec![
+                h("cache-control", "max-age=150"),
+                h("age", "10"),
+                h("etag", "\"e\""),
+            ],
+            "aging",
+        )]);
+        harness::send(&app, harness::get("/a")).await;
+
+        // 100 s later: 110 s old, 40 s left.
+        let later = aged_by(&memory, Duration::from_secs(100), true);
+        let (app, _) = origin_app(&later, |l| l);
+        let hit = harness::send(&app, harness::get("/a")).await;
+        assert!(hit.is_hit(), "{}", hit.cache_status());
+        let age: u64 = hit.headers[header::AGE].to_str().unwrap().parse().unwrap();
+        assert!((110..=112).contains(&age), "Age {age}");
+        assert!((38..=40).contains(&hit.ttl()), "{}", hit.cache_status());
+
+        // 200 s later the 150 s are over: one conditional request.
+        let much_later = aged_by(&memory, Duration::from_secs(200), true);
+        let (app, origin) = origin_app(&much_later, |l| l);
+        origin.answers([(304, vec![h("cache-control", "max-age=600")], "")]);
+        let reply = harness::send(&app, harness::get("/a")).await;
+        assert_eq!(reply.text(), "aging");
+        assert!(reply.cache_status().contains("fwd-status=304"));
+        assert_eq!(header_in(&origin.last(), "if-none-match"), "\"e\"");
+        assert_eq!(origin.calls(), 1);
+        // Stored again now: a hit with the 304's lifetime (this cache sees
+        // it 200 s older than it is, so 400 s of it are left).
+        let hit = harness::send(&app, harness::get("/a")).await;
+        assert!(hit.is_hit(), "{}", hit.cache_status());
+        assert!((398..=400).contains(&hit.ttl()), "{}", hit.cache_status());
+    })
+    .await;
+}
+
+/// A revalidation while the store cannot stamp fills still answers from
+/// the stored body, updated, and says the store failed; nothing is stored.
+#[tokio::test]
+async fn a_revalidation_without_the_store_answers_from_the_entry() {
+    backstop(async {
+        use support::scripted::{h, ok, origin_app};
+        let memory = Arc::new(tagcache::MemoryStore::default());
+        let (app, origin) = origin_app(&aged_by(&memory, Duration::ZERO, true), |l| l);
+        origin.answers([ok(
+            vec![
+                h("cache-control", "max-age=0"),
+                h("etag", "\"d\""),
+                h("x-v", "1"),
+            ],
+            "kept",
+        )]);
+        harness::send(&app, harness::get("/d")).await;
+        let down = aged_by(&memory, Duration::ZERO, false);
+        let (app, origin) = origin_app(&down, |l| l);
+        origin.answers([(304, vec![h("x-v", "2")], "")]);
+        for _ in 0..2 {
+            let reply = harness::send(&app, harness::get("/d")).await;
+            assert_eq!(
+                (reply.status, reply.text().as_str()),
+                (StatusCode::OK, "kept")
+            );
+            assert_eq!(reply.headers["x-v"], "2");
+            assert!(
+                reply.cache_status().contains("detail=store-error"),
+                "{}",
+                reply.cache_status()
+            );
+        }
+        assert_eq!(origin.calls(), 2);
+    })
+    .await;
+}

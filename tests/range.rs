@@ -239,3 +239,32 @@ async fn a_waiter_gets_its_range_of_the_flight() {
     assert_eq!(waiter.headers[header::CONTENT_RANGE], "bytes 3-7/8");
     assert_eq!(calls.get(), 1);
 }
+
+/// A range request that misses goes to the origin on its own: a herd of
+/// plain requests behind it still shares one origin call of its own,
+/// rather than waiting for a partial answer it could not use.
+#[tokio::test]
+async fn a_range_request_never_leads_a_flight() {
+    let cache = Cache::default();
+    let (gate, calls) = (Gate::default(), Counter::default());
+    let app = gated(
+        &cache,
+        |l| l.coalesce_timeout(Duration::from_secs(600)),
+        Db::default(),
+        gate.clone(),
+        calls.clone(),
+        GateCalls::FirstOnly,
+    );
+    let ranged = spawn(
+        "the range request never answered",
+        send(&app, get_with("/r", &[("range", "bytes=0-1")])),
+    );
+    gate.arrived(1).await;
+    let herd: Vec<_> = (0..5).map(|_| spawn_get(&app, "/r")).collect();
+    for reply in herd {
+        assert_eq!(reply.await.unwrap().text(), "v0 call2");
+    }
+    assert_eq!(calls.get(), 2);
+    gate.open();
+    ranged.await.unwrap();
+}
