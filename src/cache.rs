@@ -453,6 +453,7 @@ impl Cache {
         metrics
     }
 
+    #[cfg(feature = "admin")]
     /// Runs an invalidation the admin API asked for, counted under
     /// [`ADMIN_ROUTE`].
     pub(crate) fn run_admin_invalidation(&self, target: Target) -> StoreFuture<Stamp> {

@@ -239,6 +239,7 @@ impl RouteMetrics {
         self.handles().store_seconds[op as usize].record(elapsed.as_secs_f64());
     }
 
+    #[cfg(feature = "admin")]
     /// Bypasses so far, by reason (every reason, zeros included).
     pub(crate) fn bypasses_by_reason(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         BypassReason::ALL
@@ -247,6 +248,7 @@ impl RouteMetrics {
             .map(|(reason, count)| (reason.as_str(), count.load(Ordering::Relaxed)))
     }
 
+    #[cfg(feature = "admin")]
     /// Responses not stored so far, by reason (every reason, zeros
     /// included).
     pub(crate) fn not_stored_by_reason(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {

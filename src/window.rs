@@ -39,6 +39,8 @@ pub(crate) struct Reading {
     pub(crate) evictions: u64,
 }
 
+// The windows are read by the admin statistics only.
+#[cfg(feature = "admin")]
 impl Reading {
     fn minus(self, earlier: Reading) -> Reading {
         Reading {
@@ -60,12 +62,14 @@ impl Reading {
 
 /// What happened over a window: the counters' growth and how many seconds
 /// that covers (less than asked while the history is younger).
+#[cfg(feature = "admin")]
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Window {
     pub(crate) delta: Reading,
     pub(crate) seconds: u64,
 }
 
+#[cfg(feature = "admin")]
 impl Window {
     /// Events per second of `count` over the window, 0 for an empty one.
     pub(crate) fn per_second(&self, count: u64) -> f64 {
@@ -104,6 +108,7 @@ impl Ring {
 
     /// The counters' growth over the last `seconds` (or as much of it as
     /// is kept).
+    #[cfg(feature = "admin")]
     pub(crate) fn window(&self, seconds: u64) -> Window {
         let Some(&(now, latest)) = self.samples.back() else {
             return Window::default();
@@ -122,6 +127,7 @@ impl Ring {
 
     /// Per-second growth over the last `seconds` readings, oldest first:
     /// one point per pair of consecutive readings (for charts).
+    #[cfg(feature = "admin")]
     pub(crate) fn series(&self, seconds: usize) -> Vec<(u64, Reading)> {
         let skip = self.samples.len().saturating_sub(seconds + 1);
         let kept: Vec<_> = self.samples.iter().skip(skip).collect();
