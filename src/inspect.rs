@@ -123,11 +123,11 @@ impl ScanRequest {
     /// responses, and each of their variants is listed on its own.
     pub fn selects(&self, entry: &Entry) -> bool {
         entry.variants.is_none()
-            && self.route.as_deref().map_or(true, |r| *entry.route == *r)
+            && self.route.as_deref().is_none_or(|r| *entry.route == *r)
             && self
                 .key_prefix
                 .as_deref()
-                .map_or(true, |p| entry.key.starts_with(p))
+                .is_none_or(|p| entry.key.starts_with(p))
     }
 }
 

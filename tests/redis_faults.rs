@@ -264,7 +264,11 @@ async fn killed_connections_under_load_never_serve_stale_reads() {
                 let mut n = 0u64;
                 while !done.load(Ordering::SeqCst) {
                     n += 1;
-                    let kind: &[u8] = if n % 20 == 0 { b"pubsub" } else { b"normal" };
+                    let kind: &[u8] = if n.is_multiple_of(20) {
+                        b"pubsub"
+                    } else {
+                        b"normal"
+                    };
                     let _ = support::redis_server::command_on(
                         port,
                         &[b"CLIENT", b"KILL", b"TYPE", kind],

@@ -62,7 +62,7 @@ impl OriginUrl {
                 "--origin: {raw:?}: credentials in the URL are not supported"
             ));
         }
-        let bare = uri.path_and_query().map_or(true, |pq| pq.as_str() == "/");
+        let bare = uri.path_and_query().is_none_or(|pq| pq.as_str() == "/");
         if !bare {
             return Err(format!(
                 "--origin: {raw:?}: give the origin without a path or query (requests keep theirs)"

@@ -91,7 +91,7 @@ pub async fn read_loop(load: Arc<Load>, me: usize, reader: usize) {
         // Every other read asks for a write this instance has not served
         // yet (so that propagation is seen as soon as it happens), the
         // others go round the items.
-        let unserved = if n % 2 == 0 {
+        let unserved = if n.is_multiple_of(2) {
             load.lags.oldest(me)
         } else {
             None

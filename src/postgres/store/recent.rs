@@ -65,7 +65,7 @@ impl Recent {
             let now = Instant::now();
             self.records.retain(|_, r| {
                 r.answered_at
-                    .map_or(true, |at| now.duration_since(at) < self.keep)
+                    .is_none_or(|at| now.duration_since(at) < self.keep)
             });
         }
         seq
@@ -100,7 +100,7 @@ impl Recent {
         found: Option<Arc<Entry>>,
     ) -> Option<Arc<Entry>> {
         match self.records.get(&key) {
-            Some(r) if r.answered_at.map_or(true, |at| at >= started) => r.entry.clone(),
+            Some(r) if r.answered_at.is_none_or(|at| at >= started) => r.entry.clone(),
             _ => found,
         }
     }

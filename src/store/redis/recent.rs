@@ -112,7 +112,7 @@ impl Recent {
         // small): a record kept past its time costs only memory, since reads
         // that start after its write was answered ignore it.
         let writes = self.since_sweep.fetch_add(1, Ordering::Relaxed);
-        if self.records.len() > 64 && writes % 64 != 0 {
+        if self.records.len() > 64 && !writes.is_multiple_of(64) {
             return;
         }
         let now = Instant::now();
