@@ -178,19 +178,18 @@ pub(crate) fn host_of(parts: &Parts) -> &str {
         .unwrap_or_default()
 }
 
-/// The tag of a `Location` or `Content-Location` value sent in answer to
-/// a request for `host`: only for a URI on the same host (an absolute path,
-/// or an absolute URI with that authority), never another's, which the
-/// origin does not speak for (RFC 9111 §4.4).
-pub(crate) fn same_host_uri_tag(host: &str, location: &HeaderValue) -> Option<Tag> {
+/// The URI a `Location` or `Content-Location` value names, when it is on
+/// `host`, the host of the request it answers: an absolute path, or an
+/// absolute URI with that authority; never another host's, which the origin
+/// does not speak for (RFC 9111 §4.4).
+pub(crate) fn same_host_uri(host: &str, location: &HeaderValue) -> Option<Uri> {
     let uri: Uri = location.to_str().ok()?.trim().parse().ok()?;
     match uri.authority() {
-        Some(authority) if authority.as_str().eq_ignore_ascii_case(host) => {}
-        Some(_) => return None,
-        None if uri.path().starts_with('/') => {}
-        None => return None,
+        Some(authority) if authority.as_str().eq_ignore_ascii_case(host) => Some(uri),
+        Some(_) => None,
+        None if uri.path().starts_with('/') => Some(uri),
+        None => None,
     }
-    Some(uri_tag(host, &uri))
 }
 
 /// The tags a response header lists (`Surrogate-Key: a b`, `Cache-Tag: a,b`):
@@ -220,11 +219,16 @@ mod tests {
         );
         assert_eq!(&*uri_tag("h", &uri("/a?")), "#uri:h/a");
         assert_eq!(&*uri_tag("h", &uri("http://h/a")), "#uri:h/a");
-        let at = |v: &'static str| same_host_uri_tag("h:8080", &HeaderValue::from_static(v));
+        let at = |v: &'static str| {
+            let uri = same_host_uri("h:8080", &HeaderValue::from_static(v))?;
+            Some(uri_tag("h:8080", &uri))
+        };
         assert_eq!(at("/x?b&a").as_deref(), Some("#uri:h:8080/x?a&b"));
         assert_eq!(at("http://H:8080/y").as_deref(), Some("#uri:h:8080/y"));
         assert_eq!(at("http://other/y"), None);
         assert_eq!(at("relative/y"), None);
+        // The one form without authority whose path is not absolute.
+        assert_eq!(at("*"), None);
         assert_eq!(at("::"), None);
     }
 

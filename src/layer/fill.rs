@@ -112,7 +112,8 @@ impl<S, ReqB> Forward<S, ReqB> {
         now: u64,
         cache_status: HeaderValue,
     ) -> Response<CacheBody<B>> {
-        respond::from_entry(entry, &self.parts.headers, head_only, now, cache_status)
+        self.route
+            .answer(entry, &self.parts.headers, head_only, now, cache_status)
     }
 }
 
@@ -140,7 +141,7 @@ where
             kind,
             stale,
             no_store,
-            ..
+            hash,
         } = self;
         route.metrics.miss();
         let fill_stamp = take_stamp(&route).await;
@@ -203,6 +204,7 @@ where
 
         if let (Some(stale), StatusCode::NOT_MODIFIED) = (validating, head.status) {
             let revalidation = Revalidation {
+                hash,
                 stale,
                 fill_stamp,
                 no_store,
@@ -219,8 +221,12 @@ where
             (None, Some(_)) => decide(&route, no_store, &head, lower, asked).map(|d| (Stamp(0), d)),
             (None, None) => Err(Storing::StoreDown),
         };
-        let (fill_stamp, (lifetime, vary)) = match decided {
-            Ok(decided) => decided,
+        let built = decided.and_then(|(fill_stamp, (lifetime, vary))| {
+            let shape = shape(fill_stamp, lifetime, vary);
+            within_tag_limit(shape.entry(&route, &request_head, &head))
+        });
+        let (put_hash, template, index) = match built {
+            Ok(built) => built,
             Err(storing) => {
                 if let Some(guard) = guard {
                     guard.not_shareable(matches!(storing, Storing::No(reason) if reason.lasts()));
@@ -232,8 +238,6 @@ where
             }
         };
 
-        let shape = shape(fill_stamp, lifetime, vary);
-        let (put_hash, template, index) = shape.entry(&route, &request_head, &head);
         route.strip(&mut head.headers);
         // `stored` is only claimed when the body is known to fit (a body of
         // unknown length may still grow past the limit while streaming) and
@@ -268,8 +272,26 @@ where
     }
 }
 
+/// Most tags an entry may carry: past it a response is not stored, rather
+/// than stored without some of its tags (which invalidating them would then
+/// not reach). An origin's tags header could otherwise list any number.
+pub(crate) const MAX_TAGS: usize = 1024;
+
+/// The entry [`Shape::entry`] made, unless it carries more than
+/// [`MAX_TAGS`] tags.
+fn within_tag_limit(
+    built: (KeyHash, Entry, Option<IndexAt>),
+) -> Result<(KeyHash, Entry, Option<IndexAt>), Storing> {
+    match built.1.tags.len() > MAX_TAGS {
+        true => Err(Storing::No(NotStoredReason::TooManyTags)),
+        false => Ok(built),
+    }
+}
+
 /// A stale entry the origin answered a conditional request about with 304.
 struct Revalidation {
+    /// Where the stale entry was found.
+    hash: KeyHash,
     stale: Arc<Entry>,
     fill_stamp: Option<Stamp>,
     no_store: bool,
@@ -291,6 +313,7 @@ impl Revalidation {
         shape: impl FnOnce(Stamp, Lifetime, Vary) -> Shape,
     ) -> Response<CacheBody<B>> {
         let Revalidation {
+            hash: found_at,
             stale,
             fill_stamp,
             no_store,
@@ -318,10 +341,19 @@ impl Revalidation {
             None => Err(Storing::StoreDown),
         };
         let now = now_micros();
-        let (entry, storing) = match decided {
-            Ok((fill_stamp, (lifetime, vary))) => {
-                let shape = shape(fill_stamp, lifetime, vary);
-                let (hash, template, index) = shape.entry(route, request, &head);
+        let built = decided.and_then(|(fill_stamp, (lifetime, vary))| {
+            let shape = shape(fill_stamp, lifetime, vary);
+            let (hash, mut template, index) = shape.entry(route, request, &head);
+            // The 304 changes no data the response depends on: it keeps
+            // every tag it had (from the handler, from the tags header,
+            // which a 304 need not repeat), so invalidating any of them
+            // still reaches it.
+            let kept = stale.tags.iter().chain(template.tags.iter());
+            template.tags = collect(kept).into_boxed_slice();
+            within_tag_limit((hash, template, index))
+        });
+        let (entry, storing) = match built {
+            Ok((hash, template, index)) => {
                 let recorder = Recorder::new(
                     route.clone(),
                     hash,
@@ -334,11 +366,17 @@ impl Revalidation {
                 (recorder.finish_with(stale.body.clone()), Storing::Yes)
             }
             Err(storing) => {
+                let lasting = matches!(storing, Storing::No(reason) if reason.lasts());
                 if let Some(guard) = guard {
-                    guard.not_shareable(matches!(storing, Storing::No(reason) if reason.lasts()));
+                    guard.not_shareable(lasting);
+                }
+                // The origin withdrew what it allowed (`no-store`, `private`
+                // now): the stored response goes, so no one is answered
+                // from it again (a client's `max-stale` included).
+                if lasting {
+                    remove(route, found_at);
                 }
                 // Answered as updated, but not kept: a copy for this answer.
-                route.strip(&mut head.headers);
                 let entry = Entry {
                     headers: respond::with_slots(&head.headers),
                     stored_at_micros: now,
@@ -348,7 +386,26 @@ impl Revalidation {
             }
         };
         let status = Outcome::Revalidated { kind, storing }.report(route);
-        respond::from_entry(&entry, &request.headers, false, now, status)
+        route.answer(&entry, &request.headers, false, now, status)
+    }
+}
+
+/// Removes the entry under `hash`, off the response path if the store
+/// answers later. A failure is counted; the entry then lives out its time.
+fn remove(route: &Arc<CacheRoute>, hash: KeyHash) {
+    let pending = match route.cache.store().remove(hash).now_or_later() {
+        Ok(result) => return record_removal(route, result),
+        Err(pending) => pending,
+    };
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let route = route.clone();
+        runtime.spawn(async move { record_removal(&route, pending.await) });
+    }
+}
+
+fn record_removal(route: &CacheRoute, result: StoreResult<()>) {
+    if let Err(error) = result {
+        route.store_failed(StoreOp::Put, &error);
     }
 }
 
@@ -384,7 +441,7 @@ fn stale_if_error<B>(
         status: origin_status,
     };
     let status = Outcome::Stale { stale_for, cause }.report(route);
-    Some(respond::from_entry(stale, request, false, now, status))
+    Some(route.answer(stale, request, false, now, status))
 }
 
 /// Whether the response may be stored, from its head and the least its body
@@ -459,8 +516,7 @@ impl Shape {
         if route.origin {
             tags.push(uri_tag(host_of(request), &request.uri));
         }
-        let mut headers = respond::with_slots(&head.headers);
-        route.strip(&mut headers);
+        let headers = route.stored_headers(&head.headers);
         let lifetime = self.lifetime;
         let entry = Entry {
             route: route.name.clone(),

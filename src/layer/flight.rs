@@ -5,7 +5,7 @@ use std::future::poll_fn;
 use std::pin::pin;
 
 use bytes::Bytes;
-use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH, RANGE};
+use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, RANGE};
 use http::{Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
@@ -145,8 +145,10 @@ where
     // HEAD, and without the client's validators, since a 304 cannot refresh
     // a stored body).
     forward.parts.method = Method::GET;
-    forward.parts.headers.remove(IF_NONE_MATCH);
-    forward.parts.headers.remove(IF_MODIFIED_SINCE);
+    // Nor the client's range: a partial answer cannot refresh it either.
+    for name in [IF_NONE_MATCH, IF_MODIFIED_SINCE, RANGE, IF_RANGE] {
+        forward.parts.headers.remove(name);
+    }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };

@@ -16,9 +16,9 @@ use super::respond;
 use crate::entry::KeyHash;
 use crate::metrics::StoreOp;
 use crate::semantics::request::{self, forbids_storing, has_directives};
-use crate::semantics::verdict::{as_requested, within_stale_window, MissKind, Verdict};
+use crate::semantics::verdict::{within_stale_window, MissKind, Verdict};
 use crate::semantics::NotStoredReason;
-use crate::stamp::{now_micros, Validity};
+use crate::stamp::now_micros;
 
 /// The lookup, when `call` could not answer at once.
 pub(crate) enum Lookup {
@@ -43,6 +43,7 @@ where
 {
     let route = forward.route.clone();
     let verdict = match lookup {
+        // `call` weighed the request's directives already.
         Lookup::Done { hash, verdict } => {
             forward.hash = hash;
             verdict
@@ -50,32 +51,20 @@ where
         Lookup::Pending(step) => {
             let (hash, found) = forward.finish_lookup(step).await;
             forward.hash = hash;
-            match found {
-                Ok(found) => forward.judge(found, now_micros()),
+            let now = now_micros();
+            let verdict = match found {
+                Ok(found) => forward.judge(found, now),
                 Err(error) => {
                     route.store_failed(StoreOp::Get, &error);
                     Verdict::Miss(MissKind::StoreError)
                 }
-            }
-        }
-    };
-    // In origin mode the request's own directives count (RFC 9111 §5.2.1).
-    let asks = match route.origin && has_directives(&forward.parts.headers) {
-        true => Some(request::directives(&forward.parts.headers)),
-        false => None,
-    };
-    let verdict = match (&asks, verdict) {
-        (Some(asks), verdict) => {
-            let fresher = route.options.honor_request_no_cache;
-            let validity = match &verdict {
-                Verdict::Stale(entry) | Verdict::Validate(entry, _) => route.validity(entry),
-                _ => Validity::Valid,
             };
-            as_requested(verdict, asks, fresher, validity, now_micros())
+            route.as_requested(verdict, &forward.parts.headers, now)
         }
-        (None, verdict) => verdict,
     };
-    let only_if_cached = asks.as_ref().is_some_and(|asks| asks.only_if_cached);
+    let only_if_cached = route.origin
+        && has_directives(&forward.parts.headers)
+        && request::directives(&forward.parts.headers).only_if_cached;
     match verdict {
         Verdict::Fresh(entry) => {
             let now = now_micros();

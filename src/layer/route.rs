@@ -10,14 +10,16 @@ use http::header::HOST;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName};
 
+use super::body::CacheBody;
 use super::options::{QueryKey, RouteOptions, TAGCACHE_CACHE_CONTROL};
+use super::respond;
 use crate::cache::Cache;
 use crate::entry::{Entry, KeyHash, KeyHasher};
 use crate::metrics::{RouteMetrics, StoreOp};
 use crate::semantics::freshness::HEURISTICALLY_CACHEABLE;
-use crate::semantics::query;
 use crate::semantics::storable::{has_validator, Freshness};
 use crate::semantics::verdict::{self, MissKind, Selector, Verdict};
+use crate::semantics::{query, request};
 use crate::stamp::{now_micros, Validity};
 use crate::store::{StoreError, StoreErrorKind};
 
@@ -78,6 +80,36 @@ impl CacheRoute {
         for name in self.strip.iter() {
             headers.remove(name);
         }
+    }
+
+    /// The headers of a response to store: those of `head` but the tags
+    /// header (its tags are the entry's). Targeted fields are kept, since
+    /// a 304 that does not repeat them is judged on them; they are removed
+    /// when an answer leaves (see [`Self::answer`]).
+    pub(crate) fn stored_headers(&self, head: &HeaderMap) -> HeaderMap {
+        let mut headers = respond::with_slots(head);
+        if let Some(name) = &self.options.tags_header {
+            headers.remove(name);
+        }
+        headers
+    }
+
+    /// Answers a request from `entry` (see [`respond::from_entry`]),
+    /// without what must not leave this cache.
+    #[inline]
+    pub(crate) fn answer<B>(
+        &self,
+        entry: &Entry,
+        request: &HeaderMap,
+        head_only: bool,
+        now: u64,
+        cache_status: http::HeaderValue,
+    ) -> http::Response<CacheBody<B>> {
+        let mut response = respond::from_entry(entry, request, head_only, now, cache_status);
+        if self.strips() {
+            self.strip(response.headers_mut());
+        }
+        response
     }
 
     /// Whether anything is removed from responses (see [`Self::strip`]).
@@ -201,6 +233,23 @@ impl CacheRoute {
             self.cache.store().max_entry_life(),
             now,
         )
+    }
+
+    /// What the request's own cache directives make of `verdict` at `now`
+    /// (RFC 9111 §5.2.1, origin mode only; see [`verdict::as_requested`]).
+    /// A request without directives costs two header lookups.
+    #[inline]
+    pub(crate) fn as_requested(&self, verdict: Verdict, request: &HeaderMap, now: u64) -> Verdict {
+        if !self.origin || !request::has_directives(request) {
+            return verdict;
+        }
+        let asks = request::directives(request);
+        let validity = match &verdict {
+            Verdict::Stale(entry) | Verdict::Validate(entry, _) => self.validity(entry),
+            _ => Validity::Valid,
+        };
+        let fresher = self.options.honor_request_no_cache;
+        verdict::as_requested(verdict, &asks, fresher, validity, now)
     }
 
     /// Whether a waiter may answer from `entry`, a response its flight's

@@ -17,7 +17,6 @@ use super::future::ResponseFuture;
 use super::lookup::Step;
 use super::outcome::Outcome;
 use super::resolve::{resolve, Lookup};
-use super::respond;
 use super::route::CacheRoute;
 use super::unsafe_method::{invalidating, is_unsafe, UnsafeTarget};
 use crate::metrics::StoreOp;
@@ -25,7 +24,6 @@ use crate::semantics::request;
 use crate::semantics::verdict::{MissKind, Selector, Verdict};
 use crate::semantics::BypassReason;
 use crate::stamp::now_micros;
-use crate::tags::host_of;
 
 /// The middleware made by [`CacheLayer`](crate::CacheLayer).
 pub struct CacheService<S> {
@@ -103,10 +101,6 @@ where
         }
         let primary = route.hash(&key, identity.as_deref(), &parts.headers);
 
-        // In origin mode the request's directives are weighed after the
-        // lookup (see `resolve`): a stale entry may serve, a fresh one may
-        // need revalidating.
-        let directed = route.origin && request::has_directives(&parts.headers);
         let lookup = if !route.origin
             && options.honor_request_no_cache
             && request::wants_origin(&parts.headers)
@@ -132,10 +126,13 @@ where
                             Verdict::Miss(MissKind::StoreError)
                         }
                     };
+                    // In origin mode the request's directives may take a
+                    // stale entry or refuse a fresh one.
+                    let verdict = route.as_requested(verdict, &parts.headers, now);
                     match &verdict {
-                        Verdict::Fresh(entry) if !directed => {
+                        Verdict::Fresh(entry) => {
                             let status = Outcome::Hit { entry, now }.report(route);
-                            return ResponseFuture::ready(respond::from_entry(
+                            return ResponseFuture::ready(route.answer(
                                 entry,
                                 &parts.headers,
                                 head_only,
@@ -205,7 +202,7 @@ impl<S: Clone> CacheService<S> {
         let route = self.route.clone();
         let status = Outcome::Bypass(BypassReason::Method).report(&route);
         let (parts, body) = request.into_parts();
-        let target = UnsafeTarget::of(host_of(&parts), &parts.uri);
+        let target = UnsafeTarget::of(&route, &parts);
         request = Request::from_parts(parts, body);
         request.extensions_mut().insert(route.cache.clone());
         let answer = self.inner.call(request);

@@ -9,7 +9,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LOCATION, LOCATION};
+use http::header::{CONTENT_LOCATION, HOST, LOCATION};
+use http::request::Parts;
 use http::{HeaderValue, Method, Response};
 use http_body::Body;
 
@@ -19,7 +20,7 @@ use super::route::CacheRoute;
 use crate::cache::Target;
 use crate::entry::Tag;
 use crate::stamp::InvalidationMode;
-use crate::tags::{same_host_uri_tag, uri_tag};
+use crate::tags::{collect, host_of, key_tag, same_host_uri, uri_tag};
 
 /// Whether a method may change what the origin holds (RFC 9110 §9.2.1):
 /// every method but the safe ones.
@@ -30,18 +31,47 @@ pub(crate) fn is_unsafe(method: &Method) -> bool {
     )
 }
 
-/// What an unsafe request's target is, known before it goes to the origin.
+/// What an unsafe request changes, as far as is known before it goes to
+/// the origin: its target, by URI and by the route's key for it (which
+/// reaches entries that requests for other URIs filled, when the key
+/// ignores part of the URI), on its host.
 pub(crate) struct UnsafeTarget {
-    pub(crate) host: String,
-    pub(crate) tag: Tag,
+    host: String,
+    tags: Vec<Tag>,
 }
 
 impl UnsafeTarget {
-    pub(crate) fn of(parts_host: &str, uri: &http::Uri) -> Self {
-        UnsafeTarget {
-            host: parts_host.to_owned(),
-            tag: uri_tag(parts_host, uri),
+    pub(crate) fn of(route: &CacheRoute, parts: &Parts) -> Self {
+        let host = host_of(parts).to_owned();
+        let mut target = UnsafeTarget {
+            tags: Vec::new(),
+            host,
+        };
+        target.add(route, parts);
+        target
+    }
+
+    /// Adds the tags of the URI `parts` asks for.
+    fn add(&mut self, route: &CacheRoute, parts: &Parts) {
+        self.tags.push(uri_tag(&self.host, &parts.uri));
+        if let Some(key) = route.key_of(parts) {
+            self.tags.push(key_tag(&key));
         }
+    }
+
+    /// Adds the URI a `Location` or `Content-Location` names, if it is on
+    /// the same host, as a request for it would ask.
+    fn add_location(&mut self, route: &CacheRoute, location: &HeaderValue) {
+        let Some(uri) = same_host_uri(&self.host, location) else {
+            return;
+        };
+        let Ok(host) = HeaderValue::from_str(&self.host) else {
+            return;
+        };
+        let mut request = http::Request::new(());
+        *request.uri_mut() = uri;
+        request.headers_mut().insert(HOST, host);
+        self.add(route, &request.into_parts().0);
     }
 }
 
@@ -50,7 +80,7 @@ impl UnsafeTarget {
 pub(crate) async fn invalidating<F, B, E>(
     route: Arc<CacheRoute>,
     answer: F,
-    target: UnsafeTarget,
+    mut target: UnsafeTarget,
     cache_status: HeaderValue,
 ) -> Result<Response<CacheBody<B>>, E>
 where
@@ -61,13 +91,12 @@ where
     // "Non-error": 2xx and 3xx. A failed mutation changed nothing.
     let status = response.status();
     if status.is_success() || status.is_redirection() {
-        let mut tags = vec![target.tag];
         for name in [LOCATION, CONTENT_LOCATION] {
-            let headers = response.headers();
-            let listed = headers.get_all(name).iter();
-            tags.extend(listed.filter_map(|value| same_host_uri_tag(&target.host, value)));
+            for value in response.headers().get_all(name) {
+                target.add_location(&route, value);
+            }
         }
-        invalidate(&route, tags).await;
+        invalidate(&route, collect(&target.tags)).await;
     }
     route.strip(response.headers_mut());
     Ok(respond::with_status(

@@ -81,11 +81,15 @@ pub enum NotStoredReason {
     /// The request carried `Authorization` and the response did not say it
     /// may be shared (RFC 9111 §3.5).
     Authorization,
+    /// The response has more tags than an entry may carry (a long tags
+    /// header, say): stored without some of them, invalidating those would
+    /// not reach it.
+    TooManyTags,
 }
 
 impl NotStoredReason {
     /// Every reason, for pre-registering metrics.
-    pub const ALL: [NotStoredReason; 16] = [
+    pub const ALL: [NotStoredReason; 17] = [
         NotStoredReason::Status,
         NotStoredReason::NoStore,
         NotStoredReason::NoCache,
@@ -102,6 +106,7 @@ impl NotStoredReason {
         NotStoredReason::RequestNoStore,
         NotStoredReason::NoFreshness,
         NotStoredReason::Authorization,
+        NotStoredReason::TooManyTags,
     ];
 
     /// Whether the reason belongs to what the origin answers for the key
@@ -121,7 +126,8 @@ impl NotStoredReason {
             | NotStoredReason::TooLarge
             | NotStoredReason::ZeroTtl
             | NotStoredReason::Trailers
-            | NotStoredReason::NoFreshness => true,
+            | NotStoredReason::NoFreshness
+            | NotStoredReason::TooManyTags => true,
             NotStoredReason::Status
             | NotStoredReason::Head
             | NotStoredReason::BodyError
@@ -150,6 +156,7 @@ impl NotStoredReason {
             NotStoredReason::RequestNoStore => "request-no-store",
             NotStoredReason::NoFreshness => "no-freshness",
             NotStoredReason::Authorization => "authorization",
+            NotStoredReason::TooManyTags => "too-many-tags",
         }
     }
 }

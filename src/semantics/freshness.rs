@@ -122,6 +122,16 @@ pub fn heuristic_lifetime(
     Some(share.min(rule.max))
 }
 
+/// The upstream `Age` (§5.1), in whole seconds; 0 when absent or
+/// malformed.
+pub fn upstream_age(headers: &HeaderMap) -> Duration {
+    let seconds = headers
+        .get(AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    Duration::from_secs(seconds.unwrap_or(0))
+}
+
 /// The corrected initial age (§4.2.3), in whole seconds: the larger of the
 /// apparent age (`response_time` − `Date`) and the upstream `Age` plus
 /// the time the request took. A malformed `Age` is ignored.
@@ -133,11 +143,7 @@ pub fn initial_age(headers: &HeaderMap, exchange: Exchange) -> Duration {
         }),
         _ => 0,
     };
-    let age_value = headers
-        .get(AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(0, |seconds| seconds.saturating_mul(SECOND));
+    let age_value = upstream_age(headers).as_secs().saturating_mul(SECOND);
     let delay = response_time.saturating_sub(exchange.request_time);
     let corrected = age_value.saturating_add(delay);
     Duration::from_secs(apparent.max(corrected) / SECOND)

@@ -8,7 +8,9 @@ use http::{HeaderMap, HeaderName, StatusCode};
 
 use super::cache_control::CacheControl;
 use super::cache_status::NotStoredReason;
-use super::freshness::{explicit_lifetime, heuristic_lifetime, initial_age, Exchange, Heuristic};
+use super::freshness::{
+    explicit_lifetime, heuristic_lifetime, initial_age, upstream_age, Exchange, Heuristic,
+};
 use super::vary::{Vary, MAX_VARY_HEADERS};
 
 /// Where a route's freshness comes from.
@@ -157,9 +159,14 @@ pub fn decide(
         // The response may shorten, never lengthen, what the route allows.
         explicit.map_or(rules.ttl, |lifetime| lifetime.min(rules.ttl))
     };
-    let age = match follows_response {
-        true => initial_age(&head.headers, asked.exchange),
-        false => Duration::ZERO,
+    // A route's own handler is the origin: only an `Age` it passes on
+    // from further upstream makes its response old. (The time the handler
+    // took, which §4.2.3 also counts, would keep a slow handler on a short
+    // TTL from ever being stored.)
+    let age = match (origin, rules.respect_response_ttl) {
+        (true, _) => initial_age(&head.headers, asked.exchange),
+        (false, true) => upstream_age(&head.headers),
+        (false, false) => Duration::ZERO,
     };
     let mut lifetime = Lifetime {
         ttl,
@@ -297,6 +304,25 @@ mod tests {
             decide_at(&r, &head(200, &[("age", "300")])).unwrap_err(),
             NotStoredReason::ZeroTtl
         );
+        // Only an upstream `Age` ages it: not the time the handler took,
+        // nor a `Date` it set (the route's handler is the origin).
+        let slow = Asked {
+            exchange: Exchange {
+                request_time: T - 3 * SECOND,
+                response_time: T,
+            },
+            authorization: false,
+        };
+        let dated = date(T - 100 * SECOND);
+        let (life, _) = decide(&r, &head(200, &[("date", &dated)]), slow).unwrap();
+        assert_eq!(life.age, Duration::ZERO);
+        let (life, _) = decide(
+            &origin(),
+            &head(200, &[("date", &dated), ("cache-control", "max-age=600")]),
+            slow,
+        )
+        .unwrap();
+        assert_eq!(life.age, Duration::from_secs(100));
         let ignore = StoreRules {
             respect_response_ttl: false,
             ..rules()
@@ -585,6 +611,25 @@ mod tests {
             decide_at(&rules(), &long).unwrap().0.ttl,
             Duration::from_secs(300)
         );
+        // Only an upstream `Age` ages it: not the time the handler took,
+        // nor a `Date` it set (the route's handler is the origin).
+        let slow = Asked {
+            exchange: Exchange {
+                request_time: T - 3 * SECOND,
+                response_time: T,
+            },
+            authorization: false,
+        };
+        let dated = date(T - 100 * SECOND);
+        let (life, _) = decide(&rules(), &head(200, &[("date", &dated)]), slow).unwrap();
+        assert_eq!(life.age, Duration::ZERO);
+        let (life, _) = decide(
+            &origin(),
+            &head(200, &[("date", &dated), ("cache-control", "max-age=600")]),
+            slow,
+        )
+        .unwrap();
+        assert_eq!(life.age, Duration::from_secs(100));
         let ignore = StoreRules {
             respect_response_ttl: false,
             ..rules()

@@ -140,16 +140,8 @@ pub(crate) fn as_requested(
     now: u64,
 ) -> Verdict {
     match verdict {
-        Verdict::Fresh(entry) => {
-            let age = now.saturating_sub(entry.stored_at_micros);
-            let left = entry.fresh_until_micros().saturating_sub(now);
-            let refused = asks.no_cache
-                || asks.max_age.is_some_and(|max| age > micros(max))
-                || asks.min_fresh.is_some_and(|min| left < micros(min));
-            match fresher && refused {
-                true => Verdict::Validate(entry, MissKind::Request),
-                false => Verdict::Fresh(entry),
-            }
+        Verdict::Fresh(entry) | Verdict::Stale(entry) if fresher && refuses(&entry, asks, now) => {
+            Verdict::Validate(entry, MissKind::Request)
         }
         Verdict::Stale(entry) | Verdict::Validate(entry, MissKind::Stale)
             if accepts_stale(&entry, asks, validity, now) =>
@@ -158,6 +150,16 @@ pub(crate) fn as_requested(
         }
         other => other,
     }
+}
+
+/// Whether the client refuses `entry` at `now` (`no-cache`, older than its
+/// `max-age`, or fresh for less than its `min-fresh`).
+fn refuses(entry: &Entry, asks: &CacheControl, now: u64) -> bool {
+    let age = now.saturating_sub(entry.stored_at_micros);
+    let left = entry.fresh_until_micros().saturating_sub(now);
+    asks.no_cache
+        || asks.max_age.is_some_and(|max| age > micros(max))
+        || asks.min_fresh.is_some_and(|min| left < micros(min))
 }
 
 /// Whether a client's `max-stale` covers `entry`'s staleness at `now`, and
@@ -291,6 +293,10 @@ mod tests {
         assert_eq!(at("min-fresh=40", true, 120 * SECOND), "use");
         assert_eq!(at("min-fresh=41", true, 120 * SECOND), "validate: request");
         assert_eq!(at("max-stale=5", true, 120 * SECOND), "use");
+        // A stale entry is refused alike, rather than served stale.
+        assert_eq!(at("no-cache", true, 165 * SECOND), "validate: request");
+        assert_eq!(at("max-age=10", true, 165 * SECOND), "validate: request");
+        assert_eq!(at("no-cache", false, 165 * SECOND), "stale");
     }
 
     /// `max-stale` accepts staleness up to its value, any without one,

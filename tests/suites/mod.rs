@@ -135,6 +135,13 @@ macro_rules! with_cases {
             origin::targeted_fields_take_precedence_over_cache_control,
             origin::tags_come_from_a_response_header_which_is_removed,
             origin::a_range_of_a_stored_response_comes_from_the_cache,
+            origin::a_revalidated_entry_keeps_its_tags,
+            origin::a_revalidation_is_judged_by_the_targeted_field,
+            origin::a_304_that_forbids_storing_removes_the_entry,
+            origin::fresher_requests_refuse_stale_entries,
+            origin::a_background_refresh_asks_for_the_whole_response,
+            origin::an_unsafe_request_reaches_its_target_by_key,
+            origin::a_response_with_too_many_tags_is_not_stored,
         );
     };
 }

@@ -772,3 +772,210 @@ pub async fn a_range_of_a_stored_response_comes_from_the_cache(make: &dyn MakeCa
     );
     assert_eq!(origin.calls(), 1);
 }
+
+// Found in review: what a revalidation must keep, what a client's
+// directives refuse, what an unsafe request reaches.
+
+/// A 304 need not repeat the tags header: the refreshed entry keeps every
+/// tag it had, so invalidating one still reaches it.
+pub async fn a_revalidated_entry_keeps_its_tags(make: &dyn MakeCache) {
+    let cache = make.make().await;
+    let surrogate = HeaderName::from_static("surrogate-key");
+    let (app, origin) = origin_app(&cache, |l| l.tags_from_header(surrogate));
+    origin.answers([
+        ok(
+            vec![
+                h("cache-control", "max-age=0"),
+                h("etag", "\"v1\""),
+                h("surrogate-key", "product:1"),
+            ],
+            "v1",
+        ),
+        (304, vec![h("cache-control", "max-age=600")], ""),
+    ]);
+    ask(&app, &cache, get("/p")).await;
+    let second = ask(&app, &cache, get("/p")).await;
+    assert!(second.cache_status().contains("fwd-status=304"));
+    assert!(ask(&app, &cache, get("/p")).await.is_hit());
+    origin.answers([ok(vec![h("cache-control", "max-age=600")], "v2")]);
+    cache.invalidate(["product:1"]).await.unwrap();
+    let after = ask(&app, &cache, get("/p")).await;
+    assert_eq!(after.text(), "v2", "{}", after.cache_status());
+}
+
+/// A targeted field is kept with the entry (and removed from answers), so
+/// a 304 that does not repeat it is still judged by it.
+pub async fn a_revalidation_is_judged_by_the_targeted_field(make: &dyn MakeCache) {
+    let cache = make.make().await;
+    let (app, origin) = origin_app(&cache, |l| l);
+    origin.answers([
+        ok(
+            vec![
+                h("cache-control", "no-store"),
+                h("tagcache-cache-control", "max-age=600"),
+                h("etag", "\"t\""),
+                h("age", "700"),
+            ],
+            "t",
+        ),
+        (304, vec![h("etag", "\"t\"")], ""),
+    ]);
+    ask(&app, &cache, get("/t")).await;
+    let second = ask(&app, &cache, get("/t")).await;
+    let status = second.cache_status();
+    assert!(
+        status.contains("fwd-status=304") && status.contains("stored"),
+        "{status}"
+    );
+    assert!(second.headers.get("tagcache-cache-control").is_none());
+    let third = ask(&app, &cache, get("/t")).await;
+    assert!(third.is_hit(), "{}", third.cache_status());
+    assert!(third.headers.get("tagcache-cache-control").is_none());
+}
+
+/// A 304 that withdraws what the origin allowed (`no-store` now) answers
+/// this request and takes the stored response away.
+pub async fn a_304_that_forbids_storing_removes_the_entry(make: &dyn MakeCache) {
+    let cache = make.make().await;
+    let (app, origin) = origin_app(&cache, |l| l);
+    origin.answers([
+        ok(
+            vec![
+                h("cache-control", "max-age=10"),
+                h("age", "20"),
+                h("etag", "\"w\""),
+            ],
+            "withdrawn",
+        ),
+        (304, vec![h("cache-control", "no-store")], ""),
+    ]);
+    ask(&app, &cache, get("/w")).await;
+    let reply = ask(&app, &cache, get("/w")).await;
+    assert_eq!(reply.text(), "withdrawn");
+    assert!(reply.cache_status().contains("detail=no-store"));
+    // Not even a client that takes any staleness gets it now.
+    origin.answers([ok(vec![h("cache-control", "no-store")], "fresh")]);
+    let reply = ask(
+        &app,
+        &cache,
+        get_with("/w", &[("cache-control", "max-stale")]),
+    )
+    .await;
+    assert_eq!(reply.text(), "fresh", "{}", reply.cache_status());
+}
+
+/// On a route that follows them, `no-cache` and `max-age` refuse a stale
+/// entry too, rather than take it while it is refreshed.
+pub async fn fresher_requests_refuse_stale_entries(make: &dyn MakeCache) {
+    for asks in ["no-cache", "max-age=5"] {
+        let cache = make.make().await;
+        let (app, origin) = origin_app(&cache, |l| l.honor_request_no_cache(true));
+        origin.answers([
+            ok(
+                vec![
+                    h("cache-control", "max-age=10, stale-while-revalidate=600"),
+                    h("age", "20"),
+                    h("etag", "\"s\""),
+                ],
+                "old",
+            ),
+            ok(vec![h("cache-control", "max-age=600")], "new"),
+        ]);
+        ask(&app, &cache, get("/s")).await;
+        let reply = ask(&app, &cache, get_with("/s", &[("cache-control", asks)])).await;
+        assert_eq!(reply.text(), "new", "{asks}: {}", reply.cache_status());
+        assert_eq!(
+            header_in(&origin.last(), "if-none-match"),
+            "\"s\"",
+            "{asks}"
+        );
+    }
+}
+
+/// A range request that finds the entry stale refreshes it in the
+/// background without its range, so the refresh can be stored.
+pub async fn a_background_refresh_asks_for_the_whole_response(make: &dyn MakeCache) {
+    let cache = make.make().await;
+    let (app, origin) = origin_app(&cache, |l| l);
+    origin.answers([ok(
+        vec![
+            h("cache-control", "max-age=10, stale-while-revalidate=600"),
+            h("age", "20"),
+            h("etag", "\"s\""),
+        ],
+        "0123456789",
+    )]);
+    ask(&app, &cache, get("/v")).await;
+    origin.answers([(304, vec![h("cache-control", "max-age=600")], "")]);
+    let part = ask(&app, &cache, get_with("/v", &[("range", "bytes=0-1")])).await;
+    assert_eq!(
+        (part.status, part.text().as_str()),
+        (StatusCode::PARTIAL_CONTENT, "01")
+    );
+    let refresh = origin.last();
+    assert!(refresh.headers.get("range").is_none());
+    assert_eq!(header_in(&refresh, "if-none-match"), "\"s\"");
+    assert!(ask(&app, &cache, get("/v")).await.is_hit());
+}
+
+/// An unsafe request reaches the entries of its target by the route's key
+/// too: those that requests for other URIs filled when the key ignores part
+/// of the URI (a query parameter, the host).
+pub async fn an_unsafe_request_reaches_its_target_by_key(make: &dyn MakeCache) {
+    let cache = make.make().await;
+    let (app, origin) = origin_app(&cache, |l| l.query_keys(["page"]));
+    origin.answers([ok(vec![h("cache-control", "max-age=600")], "item")]);
+    ask(
+        &app,
+        &cache,
+        request(Method::GET, "/items/1?utm_source=mail"),
+    )
+    .await;
+    assert!(ask(&app, &cache, request(Method::GET, "/items/1"))
+        .await
+        .is_hit());
+    ask(&app, &cache, request(Method::PUT, "/items/1")).await;
+    assert!(!ask(&app, &cache, request(Method::GET, "/items/1"))
+        .await
+        .is_hit());
+
+    let cache = make.make().await;
+    let (app, origin) = origin_app(&cache, |l| l.key(|req| Some(req.uri.path().to_owned())));
+    origin.answers([ok(vec![h("cache-control", "max-age=600")], "item")]);
+    let on = |method: Method, host: &str| {
+        http::Request::builder()
+            .method(method)
+            .uri("/items/1")
+            .header("host", host)
+            .body(Body::empty())
+            .unwrap()
+    };
+    ask(&app, &cache, on(Method::GET, "www.shop.example")).await;
+    assert!(ask(&app, &cache, on(Method::GET, "shop.example"))
+        .await
+        .is_hit());
+    ask(&app, &cache, on(Method::PUT, "shop.example")).await;
+    assert!(!ask(&app, &cache, on(Method::GET, "shop.example"))
+        .await
+        .is_hit());
+}
+
+/// A response listing more tags than an entry may carry is not stored
+/// (rather than stored without some, which invalidating would not reach).
+pub async fn a_response_with_too_many_tags_is_not_stored(make: &dyn MakeCache) {
+    let cache = make.make().await;
+    let surrogate = HeaderName::from_static("surrogate-key");
+    let (app, origin) = origin_app(&cache, |l| l.tags_from_header(surrogate));
+    let many: Vec<String> = (0..2000).map(|i| format!("t{i}")).collect();
+    origin.answers([ok(
+        vec![
+            h("cache-control", "max-age=600"),
+            h("surrogate-key", many.join(" ")),
+        ],
+        "tagged",
+    )]);
+    let (first, _) = get_twice(&app, &cache, "/many").await;
+    assert_eq!(origin.calls(), 2);
+    assert!(first.cache_status().contains("detail=too-many-tags"));
+    assert!(first.headers.get("surrogate-key").is_none());
+}
