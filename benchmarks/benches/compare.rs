@@ -3,7 +3,8 @@
 //! Every case drives one axum `Router` with `tower::ServiceExt::oneshot` (no
 //! sockets) for `GET /items/1`, collects the response body and checks its
 //! length. The handler returns a prebuilt `Bytes` body (1 KiB or 64 KiB of
-//! JSON) with a `content-type`, and counts its calls.
+//! JSON) with a `content-type` and `Cache-Control: max-age=3600` (the
+//! route's TTL), and counts its calls.
 //!
 //! Cases, per body size and task count (1 task, or 8 concurrent tasks on a
 //! 2-worker multi-thread runtime, timed as wall time / total requests):
@@ -11,11 +12,28 @@
 //! - `baseline`: the handler, no cache;
 //! - `tagcache-memory-hit`: `cache.layer("bench").ttl(..)` on the route,
 //!   after one request filled it;
+//! - `tagcache-origin-hit`: the same with `.freshness(Freshness::Origin)`,
+//!   so the entry's lifetime is the response's `max-age` (its note gives
+//!   the paired ratio to `tagcache-memory-hit`);
 //! - `tower-http-cache-hit`, `hitbox-moka-hit`, `axum-response-cache-hit`:
 //!   the peers, wired as their docs show, after one request filled them;
 //! - `tagcache-miss-store` (after all hit groups, against its own
 //!   baseline): a new key per request (`?i=<n>`), so every request is a
 //!   miss that calls the origin and stores the response.
+//!
+//! Then the revalidation groups, in `Freshness::Origin`, with a handler
+//! that answers `Cache-Control: max-age=0` and an `ETag`, and a 304 with
+//! no body when `If-None-Match` matches it (it takes the same steps either
+//! way; the 304 only leaves the body out). Each task requests its own
+//! `?i=<n>`, formatted and parsed per request, the baseline too:
+//!
+//! - `tagcache-origin-miss-store`: a new key per request, so every request
+//!   is a full miss: the origin sends the body, and it is stored (with no
+//!   lifetime, to be revalidated);
+//! - `tagcache-revalidate-304`: one key per task, so every request finds
+//!   its stale entry and revalidates it: the origin answers the
+//!   conditional request with 304, the entry is stored again with its body
+//!   and answers (its note gives the paired ratio to the full miss).
 //!
 //! Then `tagcache-invalidate-<n>`: `n` entries carry one tag, and one
 //! `cache.invalidate(["hot"])` is timed (repeatedly).
@@ -28,9 +46,10 @@
 //!
 //! Run in `benchmarks/`: `cargo bench --bench compare` (filters: `--
 //! memory-hit/1KiB tower-http-cache` runs the cases whose name contains
-//! either). Results: a Markdown table on stdout and the repository's
-//! `target/bench/compare.json`. See also `COMPARE_PROFILE` below, for
-//! profilers.
+//! either; `-- memory-hit origin-hit revalidate origin-miss` runs the
+//! `Freshness::Origin` comparisons). Results: a Markdown table on stdout
+//! and the repository's `target/bench/compare.json`. See also
+//! `COMPARE_PROFILE` below, for profilers.
 
 mod common;
 
@@ -42,7 +61,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderValue, Request, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, MethodRouter};
@@ -53,7 +72,7 @@ use tokio::runtime::Runtime;
 use tower::{ServiceBuilder, ServiceExt};
 
 use common::{print_table, selected, Row};
-use tagcache::{Cache, MemoryStore};
+use tagcache::{Cache, Freshness, MemoryStore};
 
 /// Counts allocations while `COUNTING` is set (only outside timed loops);
 /// when it is not set, the cost is one relaxed load per allocation.
@@ -101,11 +120,19 @@ const WARMUP: Duration = Duration::from_millis(150);
 /// Requests per task during calibration.
 const CALIBRATION_BATCH: u64 = 32;
 
-/// The origin: a prebuilt body and a call counter.
+/// The `Cache-Control` of [`handler`]: fresh for the route's TTL, so
+/// `Freshness::Route` and `Freshness::Origin` store it for as long.
+const MAX_AGE: &str = "max-age=3600";
+/// The `ETag` of [`validating_handler`]'s body.
+const ETAG_VALUE: &str = "\"v1\"";
+
+/// The origin: a prebuilt body and call counters.
 #[derive(Clone)]
 struct Origin {
     body: Bytes,
     calls: Arc<AtomicU64>,
+    /// Calls answered 304 ([`validating_handler`]).
+    not_modified: Arc<AtomicU64>,
 }
 
 impl Origin {
@@ -113,20 +140,69 @@ impl Origin {
         Origin {
             body: json_body(size),
             calls: Arc::default(),
+            not_modified: Arc::default(),
         }
     }
 
     fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }
+
+    fn not_modified(&self) -> u64 {
+        self.not_modified.load(Ordering::Relaxed)
+    }
 }
 
 async fn handler(State(origin): State<Origin>) -> impl IntoResponse {
     origin.calls.fetch_add(1, Ordering::Relaxed);
     (
-        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (CACHE_CONTROL, HeaderValue::from_static(MAX_AGE)),
+        ],
         origin.body.clone(),
     )
+}
+
+/// The origin of the revalidation groups: `Cache-Control: max-age=0` (stale
+/// at once) and an `ETag`; a 304 without the body when the request's
+/// `If-None-Match` is that `ETag`. Both answers take the same steps (the
+/// request is taken whole, not cloned, and the body is cloned either way);
+/// the 304 leaves the body and the `content-type` out.
+async fn validating_handler(
+    State(origin): State<Origin>,
+    request: Request<Body>,
+) -> axum::response::Response {
+    origin.calls.fetch_add(1, Ordering::Relaxed);
+    let body = origin.body.clone();
+    let validators = [
+        (CACHE_CONTROL, HeaderValue::from_static("max-age=0")),
+        (ETAG, HeaderValue::from_static(ETAG_VALUE)),
+    ];
+    let matches = request
+        .headers()
+        .get(IF_NONE_MATCH)
+        .is_some_and(|value| value.as_bytes() == ETAG_VALUE.as_bytes());
+    if matches {
+        origin.not_modified.fetch_add(1, Ordering::Relaxed);
+        drop(body);
+        return (StatusCode::NOT_MODIFIED, validators).into_response();
+    }
+    (
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        validators,
+        body,
+    )
+        .into_response()
+}
+
+/// Which handler a group's route calls.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Handler {
+    /// [`handler`].
+    Plain,
+    /// [`validating_handler`].
+    Validating,
 }
 
 /// `size` bytes of JSON-looking text.
@@ -149,7 +225,10 @@ fn json_body(size: usize) -> Bytes {
 enum Variant {
     Baseline,
     Tagcache,
+    TagcacheOrigin,
     TagcacheMiss,
+    TagcacheOriginMiss,
+    TagcacheRevalidate,
     TowerHttpCache,
     Hitbox,
     AxumResponseCache,
@@ -160,31 +239,76 @@ impl Variant {
         match self {
             Variant::Baseline => "baseline",
             Variant::Tagcache => "tagcache-memory-hit",
+            Variant::TagcacheOrigin => "tagcache-origin-hit",
             Variant::TagcacheMiss => "tagcache-miss-store",
+            Variant::TagcacheOriginMiss => "tagcache-origin-miss-store",
+            Variant::TagcacheRevalidate => "tagcache-revalidate-304",
             Variant::TowerHttpCache => "tower-http-cache-hit",
             Variant::Hitbox => "hitbox-moka-hit",
             Variant::AxumResponseCache => "axum-response-cache-hit",
         }
     }
 
+    /// Whether the origin is called once (the fill) and never again.
     fn caches(self) -> bool {
-        !matches!(self, Variant::Baseline | Variant::TagcacheMiss)
+        !matches!(
+            self,
+            Variant::Baseline
+                | Variant::TagcacheMiss
+                | Variant::TagcacheOriginMiss
+                | Variant::TagcacheRevalidate
+        )
+    }
+
+    /// The case of the same group this one is compared with, by a paired
+    /// ratio in its note.
+    fn reference(self) -> Option<Variant> {
+        match self {
+            Variant::TagcacheOrigin => Some(Variant::Tagcache),
+            Variant::TagcacheRevalidate => Some(Variant::TagcacheOriginMiss),
+            _ => None,
+        }
+    }
+
+    /// The handler it is measured with when run alone (`COMPARE_PROFILE`).
+    fn handler(self) -> Handler {
+        match self {
+            Variant::TagcacheOriginMiss | Variant::TagcacheRevalidate => Handler::Validating,
+            _ => Handler::Plain,
+        }
+    }
+
+    /// Where its requests' URIs come from, in a group of `handler`'s.
+    fn uris(self, handler: Handler) -> Uris {
+        match (self, handler) {
+            (Variant::TagcacheMiss | Variant::TagcacheOriginMiss, _) => {
+                Uris::Unique(Arc::default())
+            }
+            (Variant::TagcacheRevalidate, _) | (Variant::Baseline, Handler::Validating) => {
+                Uris::PerTask
+            }
+            _ => Uris::Fixed(Uri::from_static(PATH)),
+        }
     }
 }
 
-const VARIANTS: [Variant; 6] = [
+const VARIANTS: [Variant; 9] = [
     Variant::Baseline,
     Variant::Tagcache,
+    Variant::TagcacheOrigin,
     Variant::TowerHttpCache,
     Variant::Hitbox,
     Variant::AxumResponseCache,
     Variant::TagcacheMiss,
+    Variant::TagcacheOriginMiss,
+    Variant::TagcacheRevalidate,
 ];
 
 /// The hit cases, measured together.
-const HITS: [Variant; 5] = [
+const HITS: [Variant; 6] = [
     Variant::Baseline,
     Variant::Tagcache,
+    Variant::TagcacheOrigin,
     Variant::TowerHttpCache,
     Variant::Hitbox,
     Variant::AxumResponseCache,
@@ -194,6 +318,14 @@ const HITS: [Variant; 5] = [
 /// it grows the heap by tens of MiB, which was seen to slow a peer's hits
 /// when interleaved with them.
 const MISSES: [Variant; 2] = [Variant::Baseline, Variant::TagcacheMiss];
+
+/// A 304 revalidation against a full miss, both in `Freshness::Origin`
+/// with [`validating_handler`], after the miss groups for the same reason.
+const REVALIDATIONS: [Variant; 3] = [
+    Variant::Baseline,
+    Variant::TagcacheOriginMiss,
+    Variant::TagcacheRevalidate,
+];
 
 /// tower-http-cache, in-memory backend, as its README's quick start.
 ///
@@ -281,12 +413,23 @@ fn with_axum_response_cache(route: MethodRouter<Origin>) -> MethodRouter<Origin>
     route.route_layer(axum_response_cache::CacheLayer::with_lifespan(TTL))
 }
 
-fn router(variant: Variant, origin: &Origin) -> Router {
-    let route = get(handler);
+fn router(variant: Variant, handler_kind: Handler, origin: &Origin) -> Router {
+    let route = match handler_kind {
+        Handler::Plain => get(handler),
+        Handler::Validating => get(validating_handler),
+    };
     let route = match variant {
         Variant::Baseline => route,
         Variant::Tagcache | Variant::TagcacheMiss => {
             route.route_layer(Cache::default().layer("bench").ttl(TTL))
+        }
+        Variant::TagcacheOrigin | Variant::TagcacheOriginMiss | Variant::TagcacheRevalidate => {
+            route.route_layer(
+                Cache::default()
+                    .layer("bench")
+                    .ttl(TTL)
+                    .freshness(Freshness::Origin),
+            )
         }
         Variant::TowerHttpCache => with_tower_http_cache(route),
         Variant::Hitbox => with_hitbox(route),
@@ -302,17 +445,20 @@ enum Uris {
     Fixed(Uri),
     /// A new query string per request, from a shared counter.
     Unique(Arc<AtomicU64>),
+    /// The task's own query string (`?i=<task>`), formatted and parsed per
+    /// request as `Unique`'s are: one key per task, so concurrent tasks
+    /// never share an origin call.
+    PerTask,
 }
 
 impl Uris {
-    fn next(&self) -> Uri {
-        match self {
-            Uris::Fixed(uri) => uri.clone(),
-            Uris::Unique(counter) => {
-                let n = counter.fetch_add(1, Ordering::Relaxed);
-                format!("{PATH}?i={n}").parse().expect("valid uri")
-            }
-        }
+    fn next(&self, task: u64) -> Uri {
+        let n = match self {
+            Uris::Fixed(uri) => return uri.clone(),
+            Uris::Unique(counter) => counter.fetch_add(1, Ordering::Relaxed),
+            Uris::PerTask => task,
+        };
+        format!("{PATH}?i={n}").parse().expect("valid uri")
     }
 }
 
@@ -333,9 +479,9 @@ async fn request(router: &Router, uri: Uri, expect_len: usize) {
     assert_eq!(body.len(), expect_len);
 }
 
-async fn batch(router: Router, uris: Uris, n: u64, len: usize) {
+async fn batch(router: Router, uris: Uris, task: u64, n: u64, len: usize) {
     for _ in 0..n {
-        request(&router, uris.next(), len).await;
+        request(&router, uris.next(task), len).await;
     }
 }
 
@@ -355,8 +501,11 @@ fn run(rt: &Runtime, case: &Case, tasks: usize, n: u64) -> f64 {
     let len = case.origin.body.len();
     rt.block_on(async {
         let started = Instant::now();
-        let handles: Vec<_> = (0..tasks)
-            .map(|_| tokio::spawn(batch(case.router.clone(), case.uris.clone(), n, len)))
+        let handles: Vec<_> = (0..tasks as u64)
+            .map(|task| {
+                let (router, uris) = (case.router.clone(), case.uris.clone());
+                tokio::spawn(batch(router, uris, task, n, len))
+            })
             .collect();
         for handle in handles {
             handle.await.expect("task");
@@ -372,6 +521,7 @@ fn size_label(size: usize) -> String {
 fn group(
     rt: &Runtime,
     variants: &[Variant],
+    handler: Handler,
     size: usize,
     tasks: usize,
     filters: &[String],
@@ -387,11 +537,8 @@ fn group(
         .filter(|v| **v == Variant::Baseline || selected(filters, &format!("{}/{group}", v.name())))
         .map(|&variant| {
             let origin = Origin::new(size);
-            let router = router(variant, &origin);
-            let uris = match variant {
-                Variant::TagcacheMiss => Uris::Unique(Arc::default()),
-                _ => Uris::Fixed(Uri::from_static(PATH)),
-            };
+            let router = router(variant, handler, &origin);
+            let uris = variant.uris(handler);
             Case {
                 variant,
                 origin,
@@ -443,6 +590,7 @@ fn group(
                 case.samples.clone(),
             );
             let calls = case.origin.calls();
+            let not_modified = case.origin.not_modified();
             let allocs = case.allocations;
             row.note = if case.variant.caches() {
                 if calls == 1 {
@@ -450,10 +598,28 @@ fn group(
                 } else {
                     format!("WARNING: origin called {calls} times")
                 }
+            } else if case.variant == Variant::TagcacheRevalidate {
+                // One full answer per key (the fill of each task's key),
+                // every other call a 304.
+                let filled = calls - not_modified;
+                let warning = if (1..=tasks as u64).contains(&filled) {
+                    ""
+                } else {
+                    "WARNING: "
+                };
+                format!("{warning}origin called {calls} times, {not_modified} answered 304")
+            } else if not_modified > 0 {
+                format!("WARNING: origin called {calls} times, {not_modified} answered 304")
             } else {
                 format!("origin called {calls} times")
             };
             row.note = format!("{allocs:.1} allocs/req; {}", row.note);
+            if let Some(reference) = case.variant.reference() {
+                if let Some(other) = cases.iter().find(|c| c.variant == reference) {
+                    let ratio = common::paired_ratio(&case.samples, &other.samples);
+                    row.note = format!("{}; {ratio:.3}× {}", row.note, reference.name());
+                }
+            }
             row
         })
         .collect();
@@ -477,7 +643,7 @@ fn invalidation(rt: &Runtime, n: u64) -> Row {
         .with_state(origin.clone());
     let len = origin.body.len();
     let fill = Uris::Unique(Arc::default());
-    rt.block_on(rt.spawn(batch(router.clone(), fill, n, len)))
+    rt.block_on(rt.spawn(batch(router.clone(), fill, 0, n, len)))
         .expect("fill");
     assert_eq!(store.entry_count() as u64, n, "every entry stored");
     assert_eq!(origin.calls(), n);
@@ -538,13 +704,11 @@ fn profile(rt: &Runtime, spec: &str) {
         .find(|v| v.name() == name)
         .unwrap_or_else(|| panic!("unknown case {name:?}"));
     let origin = Origin::new(size);
+    let handler = variant.handler();
     let case = Case {
         variant,
-        router: router(variant, &origin),
-        uris: match variant {
-            Variant::TagcacheMiss => Uris::Unique(Arc::default()),
-            _ => Uris::Fixed(Uri::from_static(PATH)),
-        },
+        router: router(variant, handler, &origin),
+        uris: variant.uris(handler),
         origin,
         batch: count,
         samples: Vec::new(),
@@ -552,9 +716,11 @@ fn profile(rt: &Runtime, spec: &str) {
     };
     run(rt, &case, 1, 1);
     let response = rt.block_on(
-        case.router
-            .clone()
-            .oneshot(Request::get(PATH).body(Body::empty()).expect("request")),
+        case.router.clone().oneshot(
+            Request::get(case.uris.next(0))
+                .body(Body::empty())
+                .expect("request"),
+        ),
     );
     let response = response.expect("infallible");
     println!(
@@ -583,10 +749,15 @@ fn main() {
     let total = Instant::now();
 
     let mut all = Vec::new();
-    for (kind, variants) in [("hits", &HITS[..]), ("misses", &MISSES[..])] {
+    let kinds = [
+        ("hits", &HITS[..], Handler::Plain),
+        ("misses", &MISSES[..], Handler::Plain),
+        ("revalidation", &REVALIDATIONS[..], Handler::Validating),
+    ];
+    for (kind, variants, handler) in kinds {
         for size in [1024, 64 * 1024] {
             for tasks in [1, 8] {
-                let rows = group(&rt, variants, size, tasks, &filters);
+                let rows = group(&rt, variants, handler, size, tasks, &filters);
                 if rows.is_empty() {
                     continue;
                 }
@@ -595,7 +766,8 @@ fn main() {
                     &rows,
                 );
                 // One `baseline/<group>` per group in the JSON: the hit
-                // groups' (the miss group's own is only its ratios' base).
+                // groups' (the miss and revalidation groups' own are only
+                // their ratios' base).
                 all.extend(
                     rows.into_iter()
                         .filter(|row| kind == "hits" || !row.name.starts_with("baseline/")),
