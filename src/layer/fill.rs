@@ -323,21 +323,19 @@ impl Revalidation {
         let mut head = Response::new(()).into_parts().0;
         head.status = stale.status;
         head.headers = updated_headers(&stale.headers, &not_modified.headers);
-        // Judged as the updated response, but as old as the 304 says: the
-        // stored `Age` and `Date` describe the response it replaces.
-        let mut judged = Response::new(()).into_parts().0;
-        judged.status = stale.status;
-        judged.headers = head.headers.clone();
+        // As old as the 304 says: the stored `Age` and `Date` describe the
+        // response it replaces. (Without a `Date`, the server that sends
+        // an answer adds its own.)
         for name in [AGE, DATE] {
-            judged.headers.remove(&name);
+            head.headers.remove(&name);
             for value in not_modified.headers.get_all(&name) {
-                judged.headers.append(name.clone(), value.clone());
+                head.headers.append(name.clone(), value.clone());
             }
         }
         head.extensions = not_modified.extensions;
         let len = stale.body.len() as u64;
         let decided = match fill_stamp {
-            Some(stamp) => decide(route, no_store, &judged, len, asked).map(|d| (stamp, d)),
+            Some(stamp) => decide(route, no_store, &head, len, asked).map(|d| (stamp, d)),
             None => Err(Storing::StoreDown),
         };
         let now = now_micros();
