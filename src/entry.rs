@@ -151,6 +151,11 @@ pub struct Entry {
     /// (`must-revalidate`, `proxy-revalidate`, `s-maxage`, `no-cache`),
     /// whatever staleness a client accepts.
     pub must_revalidate: bool,
+    /// Its headers hold fields that are removed from every answer (fields
+    /// meant for this cache alone, such as `Tagcache-Cache-Control`, kept
+    /// to judge a later 304 by): answers from entries without any skip
+    /// looking for them.
+    pub withholds: bool,
 }
 
 impl Entry {
@@ -177,6 +182,7 @@ impl Entry {
             stale_if_error: variant.stale_if_error,
             validate_for: variant.validate_for,
             must_revalidate: variant.must_revalidate,
+            withholds: false,
         }
     }
 
@@ -282,6 +288,7 @@ impl Entry {
             stale_if_error: Duration::ZERO,
             validate_for: Duration::ZERO,
             must_revalidate: false,
+            withholds: false,
         }
     }
 }

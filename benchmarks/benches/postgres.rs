@@ -249,6 +249,7 @@ fn hits(rt: &Runtime, url: &str, body: &Bytes) -> Vec<Row> {
             stale_if_error: Duration::ZERO,
             validate_for: Duration::ZERO,
             must_revalidate: false,
+            withholds: false,
         };
         store.put(key, Arc::new(entry)).await.expect("put");
         // Writes are queued: wait until the row is there for every reader.

@@ -312,6 +312,7 @@ fn main() {
             stale_if_error: Duration::ZERO,
             validate_for: Duration::ZERO,
             must_revalidate: false,
+            withholds: false,
         };
         store.put(key, Arc::new(entry)).await.expect("put");
     });

@@ -89,6 +89,7 @@ fn entry(i: u64) -> Stored {
         stale_if_error: Duration::ZERO,
         validate_for: Duration::ZERO,
         must_revalidate: false,
+        withholds: false,
     };
     let weight = entry.weight();
     Stored {

@@ -377,6 +377,7 @@ impl Revalidation {
                 // Answered as updated, but not kept: a copy for this answer.
                 let entry = Entry {
                     headers: respond::with_slots(&head.headers),
+                    withholds: true,
                     stored_at_micros: now,
                     ..(*stale).clone()
                 };
@@ -515,6 +516,7 @@ impl Shape {
             tags.push(uri_tag(host_of(request), &request.uri));
         }
         let headers = route.stored_headers(&head.headers);
+        let withholds = route.withheld_in(&headers);
         let lifetime = self.lifetime;
         let entry = Entry {
             route: route.name.clone(),
@@ -534,6 +536,7 @@ impl Shape {
             stale_if_error: lifetime.stale_if_error,
             validate_for: lifetime.validate_for,
             must_revalidate: lifetime.must_revalidate,
+            withholds,
         };
         (put_hash, entry, index)
     }

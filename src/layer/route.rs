@@ -94,6 +94,12 @@ impl CacheRoute {
         headers
     }
 
+    /// Whether stored `headers` hold a field removed from every answer
+    /// (see [`Entry::withholds`]).
+    pub(crate) fn withheld_in(&self, headers: &HeaderMap) -> bool {
+        self.strip.iter().any(|name| headers.contains_key(name))
+    }
+
     /// Answers a request from `entry` (see [`respond::from_entry`]),
     /// without what must not leave this cache.
     #[inline]
@@ -106,7 +112,7 @@ impl CacheRoute {
         cache_status: http::HeaderValue,
     ) -> http::Response<CacheBody<B>> {
         let mut response = respond::from_entry(entry, request, head_only, now, cache_status);
-        if self.strips() {
+        if entry.withholds {
             self.strip(response.headers_mut());
         }
         response

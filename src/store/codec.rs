@@ -13,7 +13,8 @@
 //! u64     stale-while-revalidate (µs)
 //! u64     stale-if-error (µs)
 //! u64     kept to be revalidated for (µs) (absent before version 3)
-//! u8      flags: bit 0 must-revalidate (absent before version 3)
+//! u8      flags: bit 0 must-revalidate, bit 1 withholds (absent before
+//!         version 3)
 //! str     route
 //! str     key
 //! u8      identity present (0/1), then str if 1
@@ -124,7 +125,7 @@ pub fn encode(entry: &Entry) -> Bytes {
     out.put_u64_le(micros(entry.stale_while_revalidate));
     out.put_u64_le(micros(entry.stale_if_error));
     out.put_u64_le(micros(entry.validate_for));
-    out.put_u8(u8::from(entry.must_revalidate));
+    out.put_u8(u8::from(entry.must_revalidate) | u8::from(entry.withholds) << 1);
     put_bytes(&mut out, entry.route.as_bytes());
     put_bytes(&mut out, entry.key.as_bytes());
     match &entry.identity {
@@ -181,12 +182,12 @@ pub fn decode(buf: Bytes) -> Result<Entry, DecodeError> {
     let ttl = Duration::from_micros(r.u64()?);
     let stale_while_revalidate = Duration::from_micros(r.u64()?);
     let stale_if_error = Duration::from_micros(r.u64()?);
-    let (validate_for, must_revalidate) = match version {
-        1 | 2 => (Duration::ZERO, false),
+    let (validate_for, must_revalidate, withholds) = match version {
+        1 | 2 => (Duration::ZERO, false, false),
         _ => {
             let validate_for = Duration::from_micros(r.u64()?);
             match r.u8()? {
-                flags @ (0 | 1) => (validate_for, flags == 1),
+                flags @ 0..=3 => (validate_for, flags & 1 == 1, flags & 2 == 2),
                 _ => return Err(DecodeError::Invalid("flags")),
             }
         }
@@ -256,6 +257,7 @@ pub fn decode(buf: Bytes) -> Result<Entry, DecodeError> {
         stale_if_error,
         validate_for,
         must_revalidate,
+        withholds,
     })
 }
 
@@ -427,6 +429,7 @@ mod tests {
             stale_if_error: Duration::from_micros(7),
             validate_for: Duration::from_secs(3600),
             must_revalidate: true,
+            withholds: true,
         }
     }
 
@@ -453,6 +456,7 @@ mod tests {
         assert_eq!(a.stale_if_error, b.stale_if_error);
         assert_eq!(a.validate_for, b.validate_for);
         assert_eq!(a.must_revalidate, b.must_revalidate);
+        assert_eq!(a.withholds, b.withholds);
     }
 
     /// Today's encoding of `entry` as version 2 wrote it: without the
@@ -469,6 +473,7 @@ mod tests {
         Entry {
             validate_for: Duration::ZERO,
             must_revalidate: false,
+            withholds: false,
             ..entry.clone()
         }
     }
@@ -483,7 +488,7 @@ mod tests {
     #[test]
     fn unknown_flags_are_an_error() {
         let mut raw = encode(&sample()).to_vec();
-        raw[1 + 2 + 40 + 8] = 2;
+        raw[1 + 2 + 40 + 8] = 4;
         assert_eq!(
             decode(Bytes::from(raw)).unwrap_err(),
             DecodeError::Invalid("flags")
@@ -522,6 +527,7 @@ mod tests {
             stale_if_error: Duration::ZERO,
             validate_for: Duration::ZERO,
             must_revalidate: false,
+            withholds: false,
         };
         assert_same(&entry, &decode(encode(&entry)).unwrap());
     }
