@@ -57,6 +57,7 @@ pub(crate) fn from_entry<B>(
     head_only: bool,
     now: u64,
     cache_status: HeaderValue,
+    withheld: &[HeaderName],
 ) -> Response<CacheBody<B>> {
     // Preconditions only apply to 2xx responses (RFC 9110 §13.2.1), and
     // If-None-Match is evaluated before Range (§13.2.2).
@@ -68,6 +69,13 @@ pub(crate) fn from_entry<B>(
     } else {
         get_parts(entry, request)
     };
+    // Fields kept with the entry for this cache alone (see
+    // `Entry::withholds`) never leave it.
+    if entry.withholds {
+        for name in withheld {
+            headers.remove(name);
+        }
+    }
     let age = now.saturating_sub(entry.stored_at_micros) / 1_000_000;
     headers.insert(AGE, age_value(age));
     // Stored entries keep a slot for our Cache-Status (see `with_slots`):
@@ -216,6 +224,7 @@ mod tests {
                 true,
                 0,
                 HeaderValue::from_static("c; hit"),
+                &[],
             );
             assert!(response.body().is_end_stream());
             let lengths: Vec<_> = response
@@ -245,6 +254,7 @@ mod tests {
             false,
             0,
             HeaderValue::from_static("c; hit"),
+            &[],
         )
     }
 
@@ -309,6 +319,34 @@ mod tests {
         let response = ranged(&entry, "bytes=2-4");
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
         assert!(!response.headers().contains_key(CONTENT_RANGE));
+    }
+
+    /// Fields an entry withholds are removed from its answers, and only
+    /// from those of entries that hold some.
+    #[test]
+    fn withheld_fields_never_leave() {
+        let own = HeaderName::from_static("x-own");
+        let mut headers = HeaderMap::new();
+        headers.insert(&own, HeaderValue::from_static("max-age=60"));
+        let answer = |withholds| {
+            let entry = Entry {
+                headers: headers.clone(),
+                withholds,
+                ..Entry::for_test()
+            };
+            let status = HeaderValue::from_static("c; hit");
+            let response = from_entry::<axum_core::body::Body>(
+                &entry,
+                &HeaderMap::new(),
+                false,
+                0,
+                status,
+                std::slice::from_ref(&own),
+            );
+            response.headers().contains_key(&own)
+        };
+        assert!(!answer(true));
+        assert!(answer(false));
     }
 
     #[test]

@@ -111,11 +111,7 @@ impl CacheRoute {
         now: u64,
         cache_status: http::HeaderValue,
     ) -> http::Response<CacheBody<B>> {
-        let mut response = respond::from_entry(entry, request, head_only, now, cache_status);
-        if entry.withholds {
-            self.strip(response.headers_mut());
-        }
-        response
+        respond::from_entry(entry, request, head_only, now, cache_status, &self.strip)
     }
 
     /// Whether anything is removed from responses (see [`Self::strip`]).
