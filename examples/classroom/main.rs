@@ -14,6 +14,8 @@
 
 mod app;
 mod args;
+#[path = "../shared/stores.rs"]
+mod stores;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,42 +26,7 @@ use tokio::net::TcpListener;
 
 use app::{AppConfig, Database};
 use args::{Args, Command, Env};
-
-/// Chooses and builds the response store. The only place that knows which
-/// stores exist.
-async fn build_cache(args: &Args) -> Result<Cache, String> {
-    let builder = Cache::builder().cache_name("classroom");
-    match &args.redis {
-        None if args.local_tier => Err("--local-tier needs --redis URL".to_owned()),
-        None => Ok(builder.build()),
-        #[cfg(feature = "redis")]
-        Some(url) => {
-            // Built even while Redis is down: the app then serves from the
-            // origin and starts caching as soon as Redis answers.
-            let store = tagcache::RedisStore::builder(url.as_str())
-                .namespace("classroom")
-                .build()
-                .await
-                .map_err(|e| format!("cannot use Redis at {url}: {e}"))?;
-            if args.local_tier {
-                // Hits from this process's memory; Redis stays the shared
-                // copy and the source of every invalidation.
-                eprintln!("classroom: caching in Redis at {url} (namespace `classroom`) behind a 32 MiB local tier");
-                let local = tagcache::MemoryStore::builder().max_bytes(32 << 20).build();
-                return Ok(builder
-                    .store(tagcache::TieredStore::new(local, store))
-                    .build());
-            }
-            eprintln!("classroom: caching in Redis at {url} (namespace `classroom`)");
-            Ok(builder.store(store).build())
-        }
-        #[cfg(not(feature = "redis"))]
-        Some(_) => Err(
-            "Redis support needs `--features redis`; this build has only the in-memory store"
-                .to_owned(),
-        ),
-    }
-}
+use stores::{build_cache, random_token};
 
 /// What keeps the data, and what must live as long as the server for it
 /// to work (the PostgreSQL listener).
@@ -120,16 +87,10 @@ fn install_metrics() -> Result<PrometheusHandle, String> {
     Ok(handle)
 }
 
-/// A random admin token: 32 hex digits.
-fn random_token() -> String {
-    let bytes: [u8; 16] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 async fn run(args: Args) -> Result<(), String> {
     // The recorder first, so that it sees everything the rest registers.
     let metrics = install_metrics()?;
-    let cache = build_cache(&args).await?;
+    let cache = build_cache("classroom", args.redis.as_deref(), args.local_tier).await?;
     let data = open_data(&args, &cache).await?;
     let app = app::router_over(
         AppConfig {

@@ -38,6 +38,8 @@
 
 mod app;
 mod args;
+#[path = "../shared/stores.rs"]
+mod stores;
 
 use std::process::ExitCode;
 
@@ -46,39 +48,7 @@ use tokio::net::TcpListener;
 
 use app::ProxyConfig;
 use args::{Args, Command, Env};
-
-/// Chooses and builds the response store, as the classroom example does.
-async fn build_cache(args: &Args) -> Result<Cache, String> {
-    let builder = Cache::builder().cache_name("proxy");
-    match &args.redis {
-        None if args.local_tier => Err("--local-tier needs --redis URL".to_owned()),
-        None => Ok(builder.build()),
-        #[cfg(feature = "redis")]
-        Some(url) => {
-            // Built even while Redis is down: the proxy then forwards
-            // everything and starts caching as soon as Redis answers.
-            let store = tagcache::RedisStore::builder(url.as_str())
-                .namespace("proxy")
-                .build()
-                .await
-                .map_err(|e| format!("cannot use Redis at {url}: {e}"))?;
-            if args.local_tier {
-                eprintln!("proxy: caching in Redis at {url} (namespace `proxy`) behind a 32 MiB local tier");
-                let local = tagcache::MemoryStore::builder().max_bytes(32 << 20).build();
-                return Ok(builder
-                    .store(tagcache::TieredStore::new(local, store))
-                    .build());
-            }
-            eprintln!("proxy: caching in Redis at {url} (namespace `proxy`)");
-            Ok(builder.store(store).build())
-        }
-        #[cfg(not(feature = "redis"))]
-        Some(_) => Err(
-            "Redis support needs `--features redis`; this build has only the in-memory store"
-                .to_owned(),
-        ),
-    }
-}
+use stores::{build_cache, random_token};
 
 /// What keeps the invalidations from the database coming: dropping it
 /// stops the listener. (Without the `postgres` feature there is none.)
@@ -108,14 +78,8 @@ fn listen_to_database(args: &Args, cache: &Cache) -> Result<Option<DatabaseListe
     ))
 }
 
-/// A random admin token: 32 hex digits.
-fn random_token() -> String {
-    let bytes: [u8; 16] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 async fn run(args: Args) -> Result<(), String> {
-    let cache = build_cache(&args).await?;
+    let cache = build_cache("proxy", args.redis.as_deref(), args.local_tier).await?;
     let _listener = listen_to_database(&args, &cache)?;
     let (admin_token, generated) = match &args.admin_token {
         Some(token) => (token.clone(), false),

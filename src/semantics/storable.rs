@@ -611,25 +611,6 @@ mod tests {
             decide_at(&rules(), &long).unwrap().0.ttl,
             Duration::from_secs(300)
         );
-        // Only an upstream `Age` ages it: not the time the handler took,
-        // nor a `Date` it set (the route's handler is the origin).
-        let slow = Asked {
-            exchange: Exchange {
-                request_time: T - 3 * SECOND,
-                response_time: T,
-            },
-            authorization: false,
-        };
-        let dated = date(T - 100 * SECOND);
-        let (life, _) = decide(&rules(), &head(200, &[("date", &dated)]), slow).unwrap();
-        assert_eq!(life.age, Duration::ZERO);
-        let (life, _) = decide(
-            &origin(),
-            &head(200, &[("date", &dated), ("cache-control", "max-age=600")]),
-            slow,
-        )
-        .unwrap();
-        assert_eq!(life.age, Duration::from_secs(100));
         let ignore = StoreRules {
             respect_response_ttl: false,
             ..rules()
