@@ -190,10 +190,13 @@ macro_rules! run_each {
             let name = concat!(stringify!($module), "::", stringify!($case));
             println!("[redis-cluster] {name}");
             *$current.lock().unwrap() = name;
+            // Boxed: the cases run in one future, which would otherwise hold
+            // the state of every case (debug builds do not overlap them)
+            // and outgrow the test thread's stack.
             let case = within_for(
                 BACKSTOP,
                 format!("case {name} never finished"),
-                suites::$module::$case($make),
+                Box::pin(suites::$module::$case($make)),
             );
             let outcome = AssertUnwindSafe(case).catch_unwind().await;
             if outcome.is_err() {
