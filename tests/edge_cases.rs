@@ -657,3 +657,64 @@ async fn a_revalidation_without_the_store_answers_from_the_entry() {
     })
     .await;
 }
+
+/// A route-mode route follows no request directive but `no-cache` (when
+/// it honours it): a client's `max-stale` does not take a stale entry.
+#[tokio::test]
+async fn route_mode_ignores_max_stale() {
+    backstop(async {
+        let memory = Arc::new(tagcache::MemoryStore::default());
+        let route = |l: tagcache::CacheLayer| {
+            l.ttl(Duration::from_secs(60))
+                .stale_if_error(Duration::from_secs(600))
+        };
+        let calls = Counter::default();
+        let app = counting_app(
+            &aged_by(&memory, Duration::ZERO, true),
+            calls.clone(),
+            route,
+        );
+        get_reply(&app, "/r").await;
+        // 100 s later: stale, inside the stale-if-error window.
+        let app = counting_app(
+            &aged_by(&memory, Duration::from_secs(100), true),
+            calls.clone(),
+            route,
+        );
+        let request = Request::get("/r")
+            .header("cache-control", "max-stale")
+            .body(Body::empty())
+            .unwrap();
+        let reply = harness::send(&app, request).await;
+        assert_eq!(calls.get(), 2, "{}", reply.cache_status());
+    })
+    .await;
+}
+
+/// Soft invalidation ends freshness when it happens: a client's
+/// `max-stale` counts from then, not from the entry's own expiry.
+#[tokio::test]
+async fn max_stale_counts_from_a_soft_invalidation() {
+    backstop(async {
+        use support::scripted::{h, ok, origin_app};
+        let cache = Cache::default();
+        let (app, origin) = origin_app(&cache, |l| l.tags(|_, _| ["t"]));
+        origin.answers([ok(
+            vec![h("cache-control", "max-age=600, stale-if-error=600")],
+            "soft",
+        )]);
+        harness::send(&app, harness::get("/s")).await;
+        cache.invalidate_soft(["t"]).await.unwrap();
+        let with = |max_stale: &str| {
+            Request::get("/s")
+                .header("cache-control", format!("max-stale={max_stale}"))
+                .body(Body::empty())
+                .unwrap()
+        };
+        let taken = harness::send(&app, with("3600")).await;
+        assert_eq!((origin.calls(), taken.text().as_str()), (1, "soft"));
+        harness::send(&app, with("0")).await;
+        assert_eq!(origin.calls(), 2);
+    })
+    .await;
+}

@@ -142,6 +142,8 @@ macro_rules! with_cases {
             origin::a_background_refresh_asks_for_the_whole_response,
             origin::an_unsafe_request_reaches_its_target_by_key,
             origin::a_response_with_too_many_tags_is_not_stored,
+            origin::bypassed_responses_lose_what_never_leaves,
+            origin::a_range_request_is_never_made_conditional,
         );
     };
 }

@@ -979,3 +979,45 @@ pub async fn a_response_with_too_many_tags_is_not_stored(make: &dyn MakeCache) {
     assert!(first.cache_status().contains("detail=too-many-tags"));
     assert!(first.headers.get("surrogate-key").is_none());
 }
+
+/// What is removed from answers is removed from responses that bypass the
+/// cache too (a request with a cookie, an unsafe method).
+pub async fn bypassed_responses_lose_what_never_leaves(make: &dyn MakeCache) {
+    let cache = make.make().await;
+    let surrogate = HeaderName::from_static("surrogate-key");
+    let (app, origin) = origin_app(&cache, |l| l.tags_from_header(surrogate));
+    origin.answers([ok(
+        vec![
+            h("cache-control", "max-age=600"),
+            h("surrogate-key", "a b"),
+            h("tagcache-cache-control", "max-age=60"),
+        ],
+        "x",
+    )]);
+    let cookie = ask(&app, &cache, get_with("/b", &[("cookie", "c=1")])).await;
+    assert!(cookie.cache_status().contains("detail=cookie"));
+    let post = ask(&app, &cache, request(Method::POST, "/b")).await;
+    for reply in [&cookie, &post] {
+        assert!(reply.headers.get("surrogate-key").is_none());
+        assert!(reply.headers.get("tagcache-cache-control").is_none());
+        assert_eq!(header(reply, "cache-control"), "max-age=600");
+    }
+}
+
+/// A range request that finds a stale entry goes to the origin as it is,
+/// not as a conditional request about the whole stored response.
+pub async fn a_range_request_is_never_made_conditional(make: &dyn MakeCache) {
+    let cache = make.make().await;
+    let (app, origin) = origin_app(&cache, |l| l);
+    origin.answers([ok(
+        vec![h("cache-control", "max-age=0"), h("etag", "\"r\"")],
+        "0123456789",
+    )]);
+    ask(&app, &cache, get("/rc")).await;
+    origin.answers([(206, vec![h("content-range", "bytes 0-1/10")], "01")]);
+    let part = ask(&app, &cache, get_with("/rc", &[("range", "bytes=0-1")])).await;
+    assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
+    let seen = origin.last();
+    assert_eq!(header_in(&seen, "range"), "bytes=0-1");
+    assert!(seen.headers.get("if-none-match").is_none());
+}
